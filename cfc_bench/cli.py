@@ -1,0 +1,42 @@
+"""The `cfc-bench` command: dispatches to its subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: cfc-bench <command> [args]
+
+commands:
+  train    train and test one model on one task (Hydra app; -m for sweeps)
+             cfc-bench train model=cfc task=xor
+             cfc-bench train -m model=cfc,lstm task=xor seed=0,1,2
+             cfc-bench train --help        config groups and their options
+  tables   gather metrics.json files into per-task comparison tables
+             cfc-bench tables --runs outputs --out results/tables
+
+Run `cfc-bench <command> --help` for a command's options.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from cfc_bench.train import hydra_main
+
+        sys.argv = ["cfc-bench train", *rest]
+        hydra_main()
+        return 0
+    if command == "tables":
+        from cfc_bench.tables import main as tables_main
+
+        return tables_main(rest)
+    print(f"cfc-bench: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

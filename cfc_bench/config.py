@@ -1,0 +1,121 @@
+"""Structured config schemas and their registration in Hydra's ConfigStore.
+
+Every ``conf/model/*.yaml`` and ``conf/task/*.yaml`` extends the schema of the module
+that implements it (``/schema/model/<module>@_here_``), so a wrong type or an unknown key
+fails at composition, before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass, field
+from enum import Enum
+from types import ModuleType
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from cfc_bench import models, tasks
+from cfc_bench.models.base import ModelConfig
+from cfc_bench.tasks.base import DataConfig, Select, TaskConfig
+
+
+class Optimizer(Enum):
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    optimizer: Optimizer = Optimizer.adam
+    lr: float = 1e-3
+    decay: float = 1.0  # learning rate multiplied by this after every epoch
+    weight_decay: float = 0.0
+    clip_norm: float | None = None  # gradient-norm clipping; None = off
+    class_weights: list[float] | None = None  # cross-entropy weight per class
+    select: Select = Select.best_val  # weights evaluated on test (a task's protocol may override)
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    progress: bool = True  # tqdm bar (only when the output is a terminal)
+    skip_done: bool = True  # return at once when the run directory already has metrics.json
+    checkpoint: bool = True  # save a resumable checkpoint after every epoch
+
+
+class LoggerKind(Enum):
+    none = "none"
+    wandb = "wandb"
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.none
+    project: str = "cfc-bench"
+    entity: str | None = None
+    mode: str = "offline"  # WANDB_MODE in the environment takes precedence
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    model: Any = MISSING
+    task: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+
+
+def _submodules(package: ModuleType) -> list[ModuleType]:
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
+
+
+def _schemas(package: ModuleType, base: type) -> dict[str, type]:
+    """The config dataclass each module of ``package`` defines, keyed by the module's name."""
+    found = {}
+    for module in _submodules(package):
+        for value in vars(module).values():
+            if (
+                dataclasses.is_dataclass(value)
+                and isinstance(value, type)
+                and issubclass(value, base)
+                and value is not base
+                and value.__module__ == module.__name__
+            ):
+                found[module.__name__.rsplit(".", 1)[1]] = value
+    return found
+
+
+def model_schemas() -> dict[str, type]:
+    return _schemas(models, ModelConfig)
+
+
+def task_schemas() -> dict[str, type]:
+    return _schemas(tasks, TaskConfig)
+
+
+def _register_resolvers() -> None:
+    # The launching process's id goes into run folders, so that two sweeps started in the
+    # same microsecond never share one (cached: every job of a sweep sees the same value).
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+
+
+def register_configs() -> None:
+    _register_resolvers()
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for name, schema in model_schemas().items():
+        store.store(group="schema/model", name=name, node=schema)
+    for name, schema in task_schemas().items():
+        store.store(group="schema/task", name=name, node=schema)

@@ -1,0 +1,69 @@
+"""The interface every sequence model shares.
+
+A model reads inputs ``x [B,T,I]``, the elapsed time since the previous step
+``dt [B,T]`` and a validity mask ``mask [B,T]`` (True on real steps, False on padding
+after the last real step), and returns outputs for every step ``[B,T,O]`` or for the
+last valid step of each sequence ``[B,O]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import MISSING
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SequenceIO:
+    """What a task tells a model about its data."""
+
+    input_size: int
+    output_size: int
+    # True when x is [values ; observed-mask] halves (PhysioNet), for models such as
+    # GRU-D that treat missing values explicitly; other models ignore it.
+    values_with_mask: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Base schema of ``conf/model/*.yaml``; each model module subclasses it."""
+
+    name: str = MISSING  # the label results are grouped by (cfc, cfc_nogate, lstm, ...)
+    hidden: int = 64
+
+    def build(self, io: SequenceIO) -> SequenceModel:
+        raise NotImplementedError(f"{type(self).__name__} does not define build()")
+
+
+def last_valid(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pick ``seq[b, t_b]`` where ``t_b`` is the last True step of ``mask[b]`` (step 0 if none)."""
+    steps = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask.bool(), steps, torch.zeros_like(steps)).amax(dim=1)
+    return seq[torch.arange(seq.shape[0], device=seq.device), last]
+
+
+class SequenceModel(nn.Module):
+    """Runs a recurrence over time (``states``) and a linear readout of its state."""
+
+    def __init__(self, io: SequenceIO, state_size: int):
+        super().__init__()
+        self.io = io
+        self.readout = nn.Linear(state_size, io.output_size)
+
+    def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden state after every step, ``[B,T,state_size]``."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        dt: torch.Tensor,
+        mask: torch.Tensor,
+        return_sequences: bool = False,
+    ) -> torch.Tensor:
+        h = self.states(x, dt, mask)
+        if not return_sequences:
+            h = last_valid(h, mask)
+        return self.readout(h)

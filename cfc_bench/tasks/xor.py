@@ -1,0 +1,112 @@
+"""Bit-stream XOR: the parity of 2–31 random bits, event-based (default) or dense.
+
+Protocol (``../shared/paper/protocols.md``): train 100,000 samples from
+``RandomState(1234984)``, test 10,000 from ``RandomState(48736)``; per sample one
+``randint(2, 32)`` for the length, then one ``randint(0, 2)`` per bit (drawing the bits
+of a sample in one call consumes the same stream). Event encoding emits an event where a
+bit differs from the previous one (elapsed = bits since the last event) plus a trailing
+event for a final run of repeats; dense encoding emits every bit with elapsed 1. Both pad
+to 32 and divide elapsed by 32. No validation split, as in the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import torch
+
+from cfc_bench.models.base import SequenceIO
+from cfc_bench.tasks.base import DataConfig, Metric, SequenceData, Task, TaskConfig
+
+PAD = 32
+MAX_BITS = PAD - 1
+TRAIN_SEED, TEST_SEED = 1234984, 48736
+
+
+class Encoding(Enum):
+    event = "event"
+    dense = "dense"
+
+
+@dataclass
+class XORConfig(TaskConfig):
+    name: str = "xor"
+    encoding: Encoding = Encoding.event
+    train_samples: int = 100_000
+    test_samples: int = 10_000
+
+    def build(self, data: DataConfig) -> Task:
+        encoding = Encoding(self.encoding)
+        splits = {
+            "train": make_split(self.train_samples, TRAIN_SEED, encoding),
+            "test": make_split(self.test_samples, TEST_SEED, encoding),
+        }
+        task = Task("xor", SequenceIO(1, 2), per_step=False, metric=Metric.accuracy, splits=splits)
+        task.limit_train(self.train_limit)
+        return task
+
+
+def draw_bits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bits ``[n, 31]`` (zero beyond each length) and lengths ``[n]``, in the reference RNG order."""
+    rng = np.random.RandomState(seed)
+    bits = np.zeros((n, MAX_BITS), dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        length = rng.randint(low=2, high=PAD)
+        lengths[i] = length
+        bits[i, :length] = rng.randint(low=0, high=2, size=length)
+    return bits, lengths
+
+
+def encode_events(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Event encoding of every row at once: values, elapsed (in bits) and mask, ``[n, 32]``."""
+    n = len(bits)
+    pos = np.arange(MAX_BITS)
+    valid = pos < lengths[:, None]
+    changed = np.ones_like(valid)
+    changed[:, 1:] = bits[:, 1:] != bits[:, :-1]
+    changed &= valid
+    # Slots of the emitted events: the change positions, in order, first in each row.
+    order = np.argsort(~changed, axis=1, kind="stable")
+    n_events = changed.sum(axis=1)
+    slot_used = pos < n_events[:, None]
+    where = np.where(slot_used, order, 0)
+    previous = np.concatenate([np.full((n, 1), -1), where[:, :-1]], axis=1)
+    values = np.zeros((n, PAD))
+    elapsed = np.zeros((n, PAD))
+    mask = np.zeros((n, PAD), dtype=bool)
+    values[:, :MAX_BITS] = np.where(slot_used, np.take_along_axis(bits, where, axis=1), 0)
+    elapsed[:, :MAX_BITS] = np.where(slot_used, where - previous, 0)
+    mask[:, :MAX_BITS] = slot_used
+    # A final run of repeated bits ends with one more event carrying its length.
+    rows = np.arange(n)
+    last_change = where[rows, n_events - 1]
+    trailing = lengths - 1 - last_change
+    has_trailing = trailing > 0
+    r, k = rows[has_trailing], n_events[has_trailing]
+    values[r, k] = bits[r, lengths[has_trailing] - 1]
+    elapsed[r, k] = trailing[has_trailing]
+    mask[r, k] = True
+    return values, elapsed, mask
+
+
+def encode_dense(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    mask = np.zeros((len(bits), PAD), dtype=bool)
+    mask[:, :MAX_BITS] = np.arange(MAX_BITS) < lengths[:, None]
+    values = np.zeros((len(bits), PAD))
+    values[:, :MAX_BITS] = bits
+    return values, mask.astype(float), mask
+
+
+def make_split(n: int, seed: int, encoding: Encoding) -> SequenceData:
+    bits, lengths = draw_bits(n, seed)
+    encode = encode_events if encoding is Encoding.event else encode_dense
+    values, elapsed, mask = encode(bits, lengths)
+    return SequenceData(
+        x=torch.tensor(values, dtype=torch.float32).unsqueeze(-1),
+        dt=torch.tensor(elapsed / PAD, dtype=torch.float32),
+        mask=torch.tensor(mask),
+        y=torch.tensor(bits.sum(axis=1) % 2),
+    )

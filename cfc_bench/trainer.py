@@ -1,0 +1,452 @@
+"""The one trainer: fits any model on any task and records metrics and honest timings.
+
+Timing rules: an epoch's time is the wall clock of its training loop only (batching,
+forward, backward, optimizer step), with CUDA synchronised; evaluation is excluded. The
+reported time per epoch is the median over the epochs after the first (the first pays
+for warm-up); step time is the median over the steps of those epochs; inference time is
+one pass over the test set divided by its size. Every figure goes out with the device,
+torch version and thread count it was measured with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from cfc_bench.config import Optimizer, RunConfig
+from cfc_bench.io import atomic_write, write_json, write_text
+from cfc_bench.loggers import open_logger
+from cfc_bench.tasks.base import SequenceData, Select, Task
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+FAILED_FILE = "failed.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss, say); recorded in failed.json."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; the last epoch's checkpoint is kept for a resume."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"device='{spec}' is not valid: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device='{spec}' but CUDA is not available here: use device=cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device='{spec}' is not supported: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batches(
+    data: SequenceData, batch_size: int, order: torch.Tensor | None = None
+) -> Iterator[SequenceData]:
+    n = len(data)
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield data.take(slice(start, start + batch_size))
+        else:
+            yield data.take(order[start : start + batch_size])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, task: Task, data: SequenceData, batch_size: int) -> torch.Tensor:
+    model.eval()
+    outs = [model(b.x, b.dt, b.mask, task.per_step) for b in batches(data, batch_size)]
+    return torch.cat(outs)
+
+
+def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
+    t = cfg.trainer
+    kind = Optimizer(t.optimizer)
+    if kind is Optimizer.adam:
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if kind is Optimizer.adamw:
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.RMSprop(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+@dataclass
+class State:
+    """Everything a resumed run needs besides model and optimizer."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_s: list[float] = field(default_factory=list)
+    step_s: list[list[float]] = field(default_factory=list)  # per epoch
+    best_val: float | None = None
+    best_epoch: int | None = None
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "shuffle": shuffle.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: Path, experiment: str | None, config_yaml: str):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.experiment = experiment
+        self.config_yaml = config_yaml
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    # -- set-up ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        if cfg.trainer.threads is not None:
+            torch.set_num_threads(cfg.trainer.threads)
+        self.device = resolve_device(cfg.device)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.task = cfg.task.build(cfg.data)
+        self.select = self.task.select or Select(cfg.trainer.select)
+        if "val" not in self.task.splits:
+            self.select = Select.last
+        self.splits = {k: v.to(self.device) for k, v in self.task.splits.items()}
+        self.model = cfg.model.build(self.task.io).to(self.device)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.trainer.decay)
+        weights = cfg.trainer.class_weights
+        self.class_weights = (
+            None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
+        )
+        self.state = State()
+        self.n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_FILE
+
+    def save_checkpoint(self) -> None:
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": self.state.__dict__,
+            "rng": rng_state(self.shuffle),
+        }
+        atomic_write(self.checkpoint_path, lambda f: torch.save(payload, f))
+
+    def load_checkpoint(self) -> None:
+        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.state = State(**payload["state"])
+        set_rng_state(payload["rng"], self.shuffle)
+        log.info("resumed from %s after epoch %d", self.checkpoint_path, self.state.epoch)
+
+    # -- the loop -------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> tuple[float, float, list[float]]:
+        """One pass over the training split: mean loss, wall-clock seconds, step seconds."""
+        model, train, t = self.model, self.splits["train"], self.cfg.trainer
+        model.train()
+        order = torch.randperm(len(train), generator=self.shuffle).to(self.device)
+        n_batches = math.ceil(len(train) / t.batch_size)
+        bar = tqdm(
+            total=n_batches,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not (t.progress and sys.stderr.isatty()),
+        )
+        total_loss = torch.zeros((), device=self.device)
+        steps: list[float] = []
+        sync(self.device)
+        start = time.perf_counter()
+        for i, batch in enumerate(batches(train, t.batch_size, order)):
+            step_start = time.perf_counter()
+            out = model(batch.x, batch.dt, batch.mask, self.task.per_step)
+            loss = self.task.loss(out, batch, self.class_weights)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {i}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
+            self.optimizer.step()
+            total_loss += loss.detach() * len(batch)
+            sync(self.device)
+            now = time.perf_counter()
+            steps.append(now - step_start)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss.item():.4f}", seq_s=f"{len(batch) / steps[-1]:.0f}")
+                bar.update()
+        sync(self.device)
+        elapsed = time.perf_counter() - start
+        bar.close()
+        return float(total_loss) / len(train), elapsed, steps
+
+    def evaluate(self, split: str) -> tuple[float, float]:
+        """Loss and metric on a split."""
+        data = self.splits[split]
+        out = predict(self.model, self.task, data, self.cfg.trainer.eval_batch_size)
+        loss = float(self.task.loss(out, data, self.class_weights))
+        return loss, self.task.score(out, data)
+
+    def fit(self) -> None:
+        t, state = self.cfg.trainer, self.state
+        metric = self.task.metric
+        for epoch in range(state.epoch + 1, t.epochs + 1):
+            train_loss, epoch_s, step_s = self.train_epoch(epoch)
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "epoch_s": epoch_s,
+                "step_ms": 1000 * statistics.median(step_s),
+            }
+            if "val" in self.splits:
+                row["val_loss"], row[f"val_{metric.value}"] = self.evaluate("val")
+                val = row[f"val_{metric.value}"]
+                better = state.best_val is None or (
+                    val > state.best_val if metric.higher_is_better else val < state.best_val
+                )
+                if better:
+                    state.best_val, state.best_epoch = val, epoch
+                    state.best_weights = {
+                        k: v.detach().clone() for k, v in self.model.state_dict().items()
+                    }
+            self.scheduler.step()
+            state.epoch = epoch
+            state.history.append(row)
+            state.epoch_s.append(epoch_s)
+            state.step_s.append(step_s)
+            self.logger.log(row, step=epoch)
+            log.info(
+                "epoch %d/%d  %s",
+                epoch,
+                t.epochs,
+                "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+            )
+            self.write_history()
+            if t.checkpoint:
+                self.save_checkpoint()
+
+    def write_history(self) -> None:
+        write_text(self.out_dir / HISTORY_FILE, pd.DataFrame(self.state.history).to_csv(index=False))
+
+    # -- results --------------------------------------------------------------------------
+    def test(self) -> dict[str, Any]:
+        state, metric = self.state, self.task.metric.value
+        if self.select is Select.best_val and state.best_weights is not None:
+            self.model.load_state_dict(state.best_weights)
+        results: dict[str, Any] = {f"val/{metric}": None}
+        if "val" in self.splits:
+            results[f"val/{metric}"] = self.evaluate("val")[1]
+        test = self.splits["test"]
+        predict(self.model, self.task, test.take(slice(0, 2)), 2)  # warm-up
+        sync(self.device)
+        start = time.perf_counter()
+        out = predict(self.model, self.task, test, self.cfg.trainer.eval_batch_size)
+        sync(self.device)
+        infer_s = time.perf_counter() - start
+        results[f"test/{metric}"] = self.task.score(out, test)
+        results["test_loss"] = float(self.task.loss(out, test, self.class_weights))
+        results["time/infer_ms_per_seq"] = 1000 * infer_s / len(test)
+        return results
+
+    def timing(self) -> dict[str, float]:
+        epochs = self.state.epoch_s
+        steady = epochs[1:] or epochs
+        steps = [s for epoch in (self.state.step_s[1:] or self.state.step_s) for s in epoch]
+        return {
+            "time/epoch_s": statistics.median(steady),
+            "time/train_s": sum(epochs),
+            "time/step_ms": 1000 * statistics.median(steps),
+        }
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "task": self.task.name,
+            "model": cfg.model.name,
+            "experiment": self.experiment,
+            "seed": cfg.seed,
+            "protocol": cfg.task.protocol.value,
+            "metric": self.task.metric.value,
+            **results,
+            "select": self.select.value,
+            "best_epoch": self.state.best_epoch,
+            "epochs": self.state.epoch,
+            "train_size": len(self.task.splits["train"]),
+            "train_limit": cfg.task.train_limit,
+            "n_params": self.n_params,
+            **self.timing(),
+            "mem/peak_mb": peak_memory_mb(self.device),
+            "device": str(self.device),
+            "device_name": device_name(self.device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "git_commit": git_commit(),
+            "started_at": self.started_at,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run_dir": str(self.out_dir),
+            **{f"note/{k}": v for k, v in self.task.notes.items()},
+        }
+
+    def write_failure(self, reason: str) -> None:
+        write_json(
+            self.out_dir / FAILED_FILE,
+            {
+                "reason": reason,
+                "epoch": getattr(getattr(self, "state", None), "epoch", 0),
+                "task": getattr(self.cfg.task, "name", None),
+                "model": getattr(self.cfg.model, "name", None),
+                "seed": self.cfg.seed,
+                "experiment": self.experiment,
+                "config": self.config_yaml,
+                "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+
+    def run(self) -> dict[str, Any]:
+        metrics_path = self.out_dir / METRICS_FILE
+        if self.cfg.trainer.skip_done and metrics_path.exists():
+            log.info("%s exists: skipping (trainer.skip_done=true)", metrics_path)
+            return json.loads(metrics_path.read_text())
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / FAILED_FILE).unlink(missing_ok=True)
+        write_text(self.out_dir / "config.yaml", self.config_yaml)
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.logger = None
+        try:
+            for s in previous:
+                signal.signal(s, _raise_interrupted)
+        except ValueError:  # not the main thread (some launchers): keep default handling
+            previous = {}
+        try:
+            self.setup()
+            self.logger = open_logger(self.cfg, self.experiment, self.out_dir)
+            if self.checkpoint_path.exists():
+                self.load_checkpoint()
+            self.fit()
+            metrics = self.metrics(self.test())
+            self.logger.summary(metrics)
+            write_json(metrics_path, metrics)
+            self.logger.finish(ok=True)
+            return metrics
+        except Interrupted as stop:
+            log.error(
+                "%s received after epoch %d; checkpoint kept in %s. Re-run the same command "
+                "with hydra.run.dir=%s to resume.",
+                stop,
+                getattr(getattr(self, "state", None), "epoch", 0),
+                self.out_dir,
+                self.out_dir,
+            )
+            if self.logger is not None:
+                self.logger.finish(ok=False)
+            raise SystemExit(128 + stop.signum) from None
+        except Exception as err:
+            self.write_failure(f"{type(err).__name__}: {err}")
+            if self.logger is not None:
+                self.logger.finish(ok=False)
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def train(cfg: RunConfig, out_dir: Path, experiment: str | None = None, config_yaml: str = "") -> dict:
+    """Train, test and write ``metrics.json`` into ``out_dir``; returns the metrics."""
+    os.makedirs(out_dir, exist_ok=True)
+    return Trainer(cfg, out_dir, experiment, config_yaml).run()

@@ -13,6 +13,11 @@ commands:
              cfc-bench train --help        config groups and their options
   tables   gather metrics.json files into per-task comparison tables
              cfc-bench tables --runs outputs --out results/tables
+  data     download, inspect and verify benchmark datasets
+             cfc-bench data download physionet --mirror ../shared/data
+             cfc-bench data info walker
+  bench    time training and inference steps of every model (CSV under results/bench)
+             cfc-bench bench --batch 128 --steps 100 --inputs 82 --hidden 256
 
 Run `cfc-bench <command> --help` for a command's options.
 """
@@ -34,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         from cfc_bench.tables import main as tables_main
 
         return tables_main(rest)
+    if command == "data":
+        from cfc_bench.data import main as data_main
+
+        return data_main(rest)
+    if command == "bench":
+        from cfc_bench.bench import main as bench_main
+
+        return bench_main(rest)
     print(f"cfc-bench: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -119,3 +119,24 @@ def register_configs() -> None:
         store.store(group="schema/model", name=name, node=schema)
     for name, schema in task_schemas().items():
         store.store(group="schema/task", name=name, node=schema)
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The run config for command-line style ``overrides``, as ``cfc-bench train`` builds it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register_configs()
+    with initialize_config_module("cfc_bench.conf", version_base="1.3"):
+        cfg = hydra_compose("config", overrides=list(overrides))
+    return OmegaConf.to_object(cfg)
+
+
+def config_names(group: str) -> list[str]:
+    """The options of a config group (``model``, ``task``, ``experiment``...)."""
+    from importlib.resources import files
+
+    folder = files("cfc_bench.conf").joinpath(group)
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )

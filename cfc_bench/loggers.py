@@ -36,7 +36,9 @@ class WandbLogger:
             job_type=experiment or "train",
             name=f"{task}_{model}_seed{cfg.seed}",
             tags=[task, model, f"seed={cfg.seed}", *cfg.logger.tags],
-            config=OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True),
+            config=OmegaConf.to_container(
+                OmegaConf.structured(cfg), resolve=True, enum_to_str=True
+            ),
             dir=str(out_dir),
             mode=os.environ.get("WANDB_MODE", cfg.logger.mode),
             reinit="finish_previous",

@@ -87,7 +87,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         values = group["test"] * scale
         out.append(
             {
-                **dict(zip(keys, key)),
+                **dict(zip(keys, key, strict=True)),
                 "n": len(group),
                 "mean": values.mean(),
                 "std": values.std(ddof=1) if len(group) > 1 else float("nan"),
@@ -127,7 +127,9 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
             "CfC speed-up": table["cfc_speedup"].map(
                 lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x"
             ),
-            "params": table["n_params"].map(lambda v: "-" if v is None or pd.isna(v) else f"{int(v):,}"),
+            "params": table["n_params"].map(
+                lambda v: "-" if v is None or pd.isna(v) else f"{int(v):,}"
+            ),
             "epochs": table["epochs"],
             "train size": table["train_size"],
             "device": table["device_name"],
@@ -143,7 +145,13 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
         text = text.replace(a, b)
     return text.replace("±", r"$\pm$")
 
@@ -157,7 +165,10 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
         r"\toprule",
         " & ".join(_latex_escape(str(c)) for c in frame.columns) + r" \\",
         r"\midrule",
-        *(" & ".join(_latex_escape(str(v)) for v in row) + r" \\" for row in frame.itertuples(index=False)),
+        *(
+            " & ".join(_latex_escape(str(v)) for v in row) + r" \\"
+            for row in frame.itertuples(index=False)
+        ),
         r"\bottomrule",
         r"\end{tabular}",
         r"\end{table}",
@@ -180,7 +191,8 @@ def write_tables(gathered: Gathered, out_dir: Path) -> dict[str, str]:
             task_failed = failed[failed["task"] == task]
             if len(task_failed):
                 markdown += "\nFailed runs:\n\n" + "".join(
-                    f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} ({r.get('path')})\n"
+                    f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} "
+                    f"({r.get('path')})\n"
                     for r in task_failed.to_dict("records")
                 )
         write_text(out_dir / f"{task}.md", markdown)
@@ -192,8 +204,12 @@ def write_tables(gathered: Gathered, out_dir: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cfc-bench tables", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("outputs"), help="folder searched for metrics.json")
-    parser.add_argument("--out", type=Path, default=Path("results/tables"), help="folder for the tables")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("outputs"), help="folder searched for metrics.json"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/tables"), help="folder for the tables"
+    )
     args = parser.parse_args(argv)
     if not args.runs.is_dir():
         print(f"cfc-bench tables: --runs {args.runs} is not a folder", file=sys.stderr)

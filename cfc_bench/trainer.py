@@ -37,7 +37,7 @@ from tqdm import tqdm
 from cfc_bench.config import Optimizer, RunConfig
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import open_logger
-from cfc_bench.tasks.base import SequenceData, Select, Task
+from cfc_bench.tasks.base import Select, SequenceData, Task
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,9 @@ def batches(
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, task: Task, data: SequenceData, batch_size: int) -> torch.Tensor:
+def predict(
+    model: torch.nn.Module, task: Task, data: SequenceData, batch_size: int
+) -> torch.Tensor:
     model.eval()
     outs = [model(b.x, b.dt, b.mask, task.per_step) for b in batches(data, batch_size)]
     return torch.cat(outs)
@@ -200,7 +202,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, cfg.trainer.decay)
         weights = cfg.trainer.class_weights
         self.class_weights = (
-            None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
+            None
+            if weights is None
+            else torch.tensor(weights, dtype=torch.float32, device=self.device)
         )
         self.state = State()
         self.n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -316,7 +320,9 @@ class Trainer:
                 self.save_checkpoint()
 
     def write_history(self) -> None:
-        write_text(self.out_dir / HISTORY_FILE, pd.DataFrame(self.state.history).to_csv(index=False))
+        write_text(
+            self.out_dir / HISTORY_FILE, pd.DataFrame(self.state.history).to_csv(index=False)
+        )
 
     # -- results --------------------------------------------------------------------------
     def test(self) -> dict[str, Any]:
@@ -446,7 +452,9 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
-def train(cfg: RunConfig, out_dir: Path, experiment: str | None = None, config_yaml: str = "") -> dict:
+def train(
+    cfg: RunConfig, out_dir: Path, experiment: str | None = None, config_yaml: str = ""
+) -> dict:
     """Train, test and write ``metrics.json`` into ``out_dir``; returns the metrics."""
     os.makedirs(out_dir, exist_ok=True)
     return Trainer(cfg, out_dir, experiment, config_yaml).run()

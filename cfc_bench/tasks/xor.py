@@ -49,7 +49,7 @@ class XORConfig(TaskConfig):
 
 
 def draw_bits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bits ``[n, 31]`` (zero beyond each length) and lengths ``[n]``, in the reference RNG order."""
+    """Bits ``[n, 31]`` (zeros past each length) and lengths ``[n]``, in the reference RNG order."""
     rng = np.random.RandomState(seed)
     bits = np.zeros((n, MAX_BITS), dtype=np.int64)
     lengths = np.empty(n, dtype=np.int64)

@@ -1,0 +1,119 @@
+"""CfC against ncps (the authors' maintained library), weight for weight.
+
+ncps' sequence wrapper squeezes the elapsed time to ``[B]``, which broadcasts across units
+when the batch size equals the hidden size (and fails otherwise), so the test drives the
+ncps cells step by step with elapsed time shaped ``[B,1]``, as intended. Our CfC fuses the
+four ncps heads (ff1, ff2, time_a, time_b) into one matrix in that order; the weights are
+copied accordingly. That is the only structural difference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ncps.torch import CfCCell
+from ncps.torch.lstm import LSTMCell
+
+from cfc_bench.models.base import SequenceIO
+from cfc_bench.models.cfc import CfCConfig, CfCMode
+
+N_IN, H, N_OUT, T, UNITS = 3, 16, 2, 7, 12
+
+
+def ncps_backbone(cell: CfCCell) -> list[torch.nn.Linear]:
+    return [m for m in cell.backbone or [] if isinstance(m, torch.nn.Linear)]
+
+
+def copy_into_ncps(model, cell: CfCCell, lstm: LSTMCell | None, readout: torch.nn.Linear) -> None:
+    ncps_layers = ncps_backbone(cell)
+    with torch.no_grad():
+        for ours, theirs in zip(model.backbone, ncps_layers, strict=True):
+            theirs.load_state_dict(ours.state_dict())
+        if model.mode is CfCMode.pure:
+            cell.ff1.load_state_dict(model.heads.state_dict())
+            cell.A.copy_(model.A)
+            cell.w_tau.copy_(model.w_tau)
+        else:
+            for k, name in enumerate(["ff1", "ff2", "time_a", "time_b"]):
+                head = getattr(cell, name)
+                head.weight.copy_(model.heads.weight[k * H : (k + 1) * H])
+                head.bias.copy_(model.heads.bias[k * H : (k + 1) * H])
+        readout.load_state_dict(model.readout.state_dict())
+        if lstm is not None:
+            lstm.input_map.load_state_dict(model.lstm.input_map.state_dict())
+            lstm.recurrent_map.load_state_dict(model.lstm.recurrent_map.state_dict())
+
+
+def ncps_forward(cell, lstm, readout, x, dt):
+    h = torch.zeros(x.shape[0], H, dtype=x.dtype)
+    c = torch.zeros_like(h)
+    outs = []
+    for t in range(x.shape[1]):
+        if lstm is not None:
+            h, c = lstm(x[:, t], (h, c))
+        h, _ = cell(x[:, t], h, dt[:, t : t + 1])
+        outs.append(readout(h))
+    return torch.stack(outs, dim=1)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mixed_memory"])
+@pytest.mark.parametrize("batch", [H, 5], ids=["B==H", "B!=H"])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_cfc_matches_ncps(mode: str, mixed: bool, batch: int, layers: int) -> None:
+    torch.manual_seed(0)
+    cfg = CfCConfig(
+        mode=CfCMode(mode),
+        hidden=H,
+        backbone_units=UNITS,
+        backbone_layers=layers,
+        backbone_activation="silu",
+        mixed_memory=mixed,
+    )
+    model = cfg.build(SequenceIO(N_IN, N_OUT)).double()
+    cell = CfCCell(N_IN, H, mode, "silu", UNITS, layers).double()
+    lstm = LSTMCell(N_IN, H).double() if mixed else None
+    readout = torch.nn.Linear(H, N_OUT).double()
+    copy_into_ncps(model, cell, lstm, readout)
+
+    x = torch.randn(batch, T, N_IN, dtype=torch.float64)
+    dt = torch.rand(batch, T, dtype=torch.float64) * 2 + 0.05  # irregular elapsed times
+    mask = torch.ones(batch, T, dtype=torch.bool)
+    ours = model(x, dt, mask, return_sequences=True)
+    theirs = ncps_forward(cell, lstm, readout, x, dt)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+    ours.square().sum().backward()
+    theirs.square().sum().backward()
+    pairs = [
+        (a.weight.grad, b.weight.grad)
+        for a, b in zip(model.backbone, ncps_backbone(cell), strict=True)
+    ]
+    pairs.append((model.readout.weight.grad, readout.weight.grad))
+    if mode == "pure":
+        pairs += [(model.heads.weight.grad, cell.ff1.weight.grad), (model.A.grad, cell.A.grad)]
+        pairs.append((model.w_tau.grad, cell.w_tau.grad))
+    else:
+        names = ["ff1", "ff2", "time_a", "time_b"]
+        fused = torch.cat([getattr(cell, n).weight.grad for n in names])
+        pairs.append((model.heads.weight.grad, fused))
+    if mixed:
+        pairs.append((model.lstm.recurrent_map.weight.grad, lstm.recurrent_map.weight.grad))
+        pairs.append((model.lstm.input_map.weight.grad, lstm.input_map.weight.grad))
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_batch_equal_to_hidden_does_not_broadcast_time_across_units() -> None:
+    """Scaling one sample's elapsed time changes that sample's output only."""
+    torch.manual_seed(1)
+    model = CfCConfig(hidden=H, backbone_units=UNITS).build(SequenceIO(N_IN, N_OUT)).double()
+    x = torch.randn(H, T, N_IN, dtype=torch.float64)
+    dt = torch.rand(H, T, dtype=torch.float64) + 0.1
+    mask = torch.ones(H, T, dtype=torch.bool)
+    base = model(x, dt, mask)
+    dt2 = dt.clone()
+    dt2[3] *= 5
+    moved = model(x, dt2, mask)
+    changed = (moved - base).abs().amax(dim=1) > 1e-9
+    assert changed.tolist() == [i == 3 for i in range(H)]

@@ -1,0 +1,99 @@
+"""Training on a reduced XOR: recorded results, learning, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cfc_bench.config import compose
+from cfc_bench.trainer import train
+
+# 256 training sequences seen 30 times: small enough for seconds, long enough to fit them.
+SMALL = [
+    "task=xor",
+    "task.train_samples=256",
+    "task.test_samples=256",
+    "trainer.epochs=30",
+    "trainer.batch_size=64",
+    "trainer.lr=0.01",
+    "trainer.progress=false",
+    "device=cpu",
+]
+
+
+def run(tmp_path: Path, name: str, *overrides: str) -> dict:
+    cfg = compose([*SMALL, *overrides])
+    return train(cfg, tmp_path / name, experiment=None, config_yaml="x: 1\n")
+
+
+@pytest.fixture(scope="module")
+def cfc_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("cfc")
+    metrics = run(out, "run", "model=cfc", "model.hidden=16", "model.backbone_units=32")
+    return metrics, out / "run"
+
+
+def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
+    metrics, folder = cfc_run
+    on_disk = json.loads((folder / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for key in [
+        "task",
+        "model",
+        "experiment",
+        "seed",
+        "metric",
+        "test/accuracy",
+        "val/accuracy",
+        "n_params",
+        "time/epoch_s",
+        "time/train_s",
+        "time/step_ms",
+        "time/infer_ms_per_seq",
+        "mem/peak_mb",
+        "device",
+        "device_name",
+        "torch",
+        "threads",
+        "git_commit",
+        "started_at",
+    ]:
+        assert key in on_disk, key
+    assert (on_disk["task"], on_disk["model"], on_disk["metric"]) == ("xor", "cfc", "accuracy")
+    assert 0.0 <= on_disk["test/accuracy"] <= 1.0
+    assert on_disk["val/accuracy"] is None  # XOR has no validation split
+    assert on_disk["select"] == "last" and on_disk["epochs"] == 30
+    assert on_disk["n_params"] == 16 * 4 * 32 + 4 * 16 + (1 + 16) * 32 + 32 + 16 * 2 + 2
+    assert 0 < on_disk["time/epoch_s"] <= on_disk["time/train_s"]
+    assert on_disk["time/step_ms"] > 0 and on_disk["time/infer_ms_per_seq"] > 0
+    assert on_disk["mem/peak_mb"] > 50 and on_disk["threads"] >= 1
+    assert on_disk["device"] == "cpu" and on_disk["torch"]
+    assert (folder / "config.yaml").read_text() == "x: 1\n"
+    assert not list(folder.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_history_and_learning(cfc_run: tuple[dict, Path]) -> None:
+    _, folder = cfc_run
+    history = pd.read_csv(folder / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 31))
+    assert {"train_loss", "lr", "epoch_s", "step_ms"} <= set(history.columns)
+    assert history["train_loss"].iloc[-1] < 0.8 * history["train_loss"].iloc[0]
+
+
+def test_same_seed_repeats_exactly(tmp_path: Path) -> None:
+    overrides = ["model=cfc", "model.hidden=8", "model.backbone_units=16", "trainer.epochs=3"]
+    a = run(tmp_path, "a", *overrides, "seed=3")
+    b = run(tmp_path, "b", *overrides, "seed=3")
+    run(tmp_path, "c", *overrides, "seed=4")
+    assert a["test/accuracy"] == b["test/accuracy"] and a["test_loss"] == b["test_loss"]
+    losses = [pd.read_csv(tmp_path / n / "history.csv")["train_loss"].tolist() for n in "abc"]
+    assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
+def test_lstm_trains_and_decay_multiplies_lr(tmp_path: Path) -> None:
+    run(tmp_path, "lstm", "model=lstm", "model.hidden=8", "trainer.epochs=3", "trainer.decay=0.5")
+    history = pd.read_csv(tmp_path / "lstm" / "history.csv")
+    assert history["lr"].tolist() == pytest.approx([0.01, 0.005, 0.0025])

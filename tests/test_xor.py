@@ -1,0 +1,86 @@
+"""Bit-stream XOR against the protocol's check figures and a literal reading of its rules."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cfc_bench.tasks.base import DataConfig
+from cfc_bench.tasks.xor import PAD, TEST_SEED, Encoding, XORConfig, draw_bits, make_split
+
+
+def encode_one(bits: list[int]) -> tuple[list[int], list[int]]:
+    """The protocol's event encoding, step by step as written in protocols.md."""
+    values, elapsed, counter, previous = [], [], 0, None
+    for bit in bits:
+        counter += 1
+        if previous is None or bit != previous:
+            values.append(bit)
+            elapsed.append(counter)
+            counter = 0
+            if len(values) >= PAD - 1:
+                break
+        previous = bit
+    if counter > 0:
+        values.append(bits[-1])
+        elapsed.append(counter)
+    return values, elapsed
+
+
+def test_event_test_set_matches_protocol_figures() -> None:
+    test = make_split(10_000, TEST_SEED, Encoding.event)
+    assert test.x.shape == (10_000, 32, 1) and test.dt.shape == (10_000, 32)
+    assert int(test.mask.sum()) == 93_144
+    assert int(test.y.sum()) == 5_089
+
+
+def test_bits_follow_scalar_rng_call_order() -> None:
+    rng = np.random.RandomState(TEST_SEED)
+    bits, lengths = draw_bits(200, TEST_SEED)
+    for i in range(200):
+        length = rng.randint(low=2, high=32)
+        expected = [rng.randint(low=0, high=2) for _ in range(length)]
+        assert lengths[i] == length and bits[i, :length].tolist() == expected
+
+
+def test_vectorised_event_encoding_matches_literal_rules() -> None:
+    bits, lengths = draw_bits(500, TEST_SEED)
+    split = make_split(500, TEST_SEED, Encoding.event)
+    for i in range(500):
+        values, elapsed = encode_one(bits[i, : lengths[i]].tolist())
+        n = len(values)
+        assert split.mask[i].tolist() == [True] * n + [False] * (PAD - n)
+        assert split.x[i, :n, 0].tolist() == values
+        np.testing.assert_allclose(split.dt[i, :n].numpy() * PAD, elapsed)
+        assert int(split.y[i]) == sum(bits[i, : lengths[i]]) % 2
+
+
+def test_hand_made_sequences() -> None:
+    assert encode_one([1, 1, 0, 0, 0]) == ([1, 0, 0], [1, 2, 2])
+    assert encode_one([0, 1, 0]) == ([0, 1, 0], [1, 1, 1])
+
+
+def test_dense_encoding_has_every_bit_with_unit_elapsed() -> None:
+    bits, lengths = draw_bits(50, TEST_SEED)
+    dense = make_split(50, TEST_SEED, Encoding.dense)
+    assert dense.mask.sum(1).tolist() == lengths.tolist()
+    torch.testing.assert_close(dense.dt * PAD, dense.mask.float())
+    assert dense.x[:, :31, 0].long().tolist() == bits.tolist()
+
+
+def test_full_generation_takes_seconds_and_train_limit_subsets() -> None:
+    start = time.perf_counter()
+    task = XORConfig(train_limit=1000).build(DataConfig())
+    assert time.perf_counter() - start < 20  # 110,000 samples: vectorised, not minutes
+    assert len(task.splits["train"]) == 1000 and len(task.splits["test"]) == 10_000
+    assert "val" not in task.splits
+
+
+@pytest.mark.parametrize("encoding", ["event", "dense"])
+def test_labels_are_parity(encoding: str) -> None:
+    bits, lengths = draw_bits(100, 7)
+    split = make_split(100, 7, Encoding(encoding))
+    assert split.y.tolist() == (bits.sum(1) % 2).tolist()

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cfc_bench.config import register_configs
 from cfc_bench.data import DataError
-from cfc_bench.trainer import train
+from cfc_bench.trainer import ConfigError, train
 
 register_configs()
 
@@ -27,7 +27,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             experiment=hydra_cfg.runtime.choices.get("experiment"),
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         )
-    except DataError as err:
+    except (DataError, ConfigError) as err:
         if hydra_cfg.mode == RunMode.RUN:  # the message says how to fix it: no traceback
             raise SystemExit(f"cfc-bench train: error: {err}") from None
         raise  # a sweep records the failure and goes on with its other jobs

@@ -47,6 +47,10 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work here; the message says which and what to use instead."""
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss, say); recorded in failed.json."""
 
@@ -65,11 +69,11 @@ def resolve_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise ValueError(f"device='{spec}' is not valid: use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"device='{spec}' is not valid: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device='{spec}' but CUDA is not available here: use device=cpu or auto")
+        raise ConfigError(f"device='{spec}' but CUDA is not available here: use device=cpu or auto")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device='{spec}' is not supported: use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"device='{spec}' is not supported: use auto, cpu, cuda or cuda:N")
     return device
 
 

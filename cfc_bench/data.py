@@ -172,7 +172,10 @@ def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
     """The folder holding dataset ``name`` with every path in ``required`` present in it.
 
     A folder recorded in the manifest must also still hold every recorded file at its
-    recorded size, else this raises rather than let a task read half-built data.
+    recorded size, else this raises rather than let a task read half-built data. A dataset
+    found nowhere is installed first (from the mirror, else its official source); without
+    network that fails with a message naming the expected folder, the URL and the mirror
+    option.
     """
     entry = _entry(data_root(cfg), name)
     candidates = _candidates(name, cfg, entry)
@@ -189,6 +192,16 @@ def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
                 _used[name] = folder
             return folder
     looked = " or ".join(str(folder / required[0]) for folder in candidates)
+    if name in DATASETS:  # fetch it, as `cfc-bench data download` would
+        log.info("dataset '%s' not found in %s: installing it", name, data_root(cfg))
+        try:
+            folder = install(DATASETS[name], cfg)
+        except DataError as err:
+            raise DataError(f"dataset '{name}' not found: expected {looked}; {err}") from None
+        if all((folder / rel).exists() for rel in required):
+            if _used is not None:
+                _used[name] = folder
+            return folder
     raise DataError(f"dataset '{name}' not found: expected {looked}. {_how_to_get(name, cfg)}")
 
 
@@ -196,17 +209,11 @@ def _how_to_get(name: str, cfg: DataConfig) -> str:
     dataset = DATASETS.get(name)
     urls = ", ".join(s.url for s in dataset.sources) if dataset else ""
     command = f"cfc-bench data download {name}" + (f" --root {cfg.root}" if cfg.root else "")
-    mirror = mirror_of(cfg)
     return (
         (f"Fetch it with `{command}` (from {urls} into {data_root(cfg)}). " if urls else "")
         + f"Without network, `{command} --mirror DIR_OR_URL` installs it from a copy laid out "
-        f"as <mirror>/{name}/<files>; a mirror folder can also be given to `cfc-bench train` "
-        "as data.mirror=DIR (or CFC_BENCH_DATA_MIRROR)"
-        + (
-            f" (data.mirror={mirror} is a URL: only `cfc-bench data download` reads those)."
-            if mirror and is_url(mirror)
-            else "."
-        )
+        f"as <mirror>/{name}/<files>; `cfc-bench train` takes the same as data.mirror=DIR_OR_URL "
+        "(or CFC_BENCH_DATA_MIRROR)."
     )
 
 

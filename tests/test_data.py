@@ -17,6 +17,7 @@ import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -311,14 +312,34 @@ def test_no_network_names_url_path_and_mirror(data_root: Path) -> None:
     assert str(data_root / "walker_copy") in message and "--mirror DIR_OR_URL" in message
 
 
-def test_dataset_dir_error_names_path_url_and_mirror(data_root: Path) -> None:
+def test_missing_dataset_is_fetched_and_failure_names_path_url_and_mirror(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task asking for a missing dataset tries its source (here a closed local port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/walker.zip"
+    offline = replace(DATASETS["walker"], sources=(Source(url, unpack="rollout_000.npy"),))
+    monkeypatch.setitem(DATASETS, "walker", offline)
     with pytest.raises(DataError) as err:
         dataset_dir("walker", ["rollout_000.npy"], DataConfig())
     message = str(err.value)
     assert str(data_root / "walker" / "rollout_000.npy") in message
-    assert "https://pub.ist.ac.at/~mlechner/datasets/walker.zip" in message
-    assert "cfc-bench data download walker" in message
+    assert f"could not reach {url}" in message
     assert "--mirror DIR_OR_URL" in message and "data.mirror=" in message
+    assert not (data_root / "walker").exists()
+
+
+def test_missing_dataset_is_installed_from_the_mirror(site: Site, data_root: Path) -> None:
+    toy = _toy(site)
+    DATASETS["toy"] = toy
+    try:
+        folder = dataset_dir("toy", ["index.txt"], DataConfig())
+    finally:
+        del DATASETS["toy"]
+    assert folder == data_root / "toy"
+    _assert_layout(folder)
 
 
 # -- archives --------------------------------------------------------------------------------
@@ -635,8 +656,11 @@ def test_cli_list_shows_sources_and_status(
 def test_train_stops_with_a_clean_message_when_data_is_missing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFC_BENCH_DATA")}
     run_dir = tmp_path / "run"
+    with socket.socket() as s:  # an unreachable mirror stands in for a missing network
+        s.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
     result = subprocess.run(
-        [sys.executable, "-m", "cfc_bench.cli", "train", "task=walker"]
+        [sys.executable, "-m", "cfc_bench.cli", "train", "task=walker", f"data.mirror={mirror}"]
         + [f"data.root={tmp_path / 'empty'}", f"hydra.run.dir={run_dir}"],
         capture_output=True,
         text=True,
@@ -645,7 +669,9 @@ def test_train_stops_with_a_clean_message_when_data_is_missing(tmp_path: Path) -
     )
     assert result.returncode == 1
     assert "cfc-bench train: error: dataset 'walker' not found" in result.stderr
-    assert f"cfc-bench data download walker --root {tmp_path / 'empty'}" in result.stderr
+    assert str(tmp_path / "empty" / "walker" / "rollout_000.npy") in result.stderr
+    assert f"could not reach {mirror}/walker/" in result.stderr
+    assert "--mirror DIR_OR_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert "DataError: dataset 'walker' not found" in (run_dir / "failed.json").read_text()
 

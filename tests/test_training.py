@@ -101,3 +101,43 @@ def test_lstm_trains_and_decay_multiplies_lr(tmp_path: Path) -> None:
     run(tmp_path, "lstm", "model=lstm", "model.hidden=8", "trainer.epochs=3", "trainer.decay=0.5")
     history = pd.read_csv(tmp_path / "lstm" / "history.csv")
     assert history["lr"].tolist() == pytest.approx([0.01, 0.005, 0.0025])
+
+
+@pytest.mark.parametrize(
+    "protocol,select,expected",
+    [
+        ("default", "best_val", "best_val"),
+        ("default", "last", "last"),
+        ("paper", "best_val", "last"),  # walker's paper protocol tests the last epoch
+    ],
+)
+def test_weights_tested_follow_selection(
+    tmp_path: Path, mirror: Path, protocol: str, select: str, expected: str
+) -> None:
+    cfg = compose(
+        [
+            "task=walker",
+            f"task.protocol={protocol}",
+            "task.train_limit=128",
+            f"data.mirror={mirror}",
+            f"data.root={tmp_path / 'data'}",
+            "model=cfc",
+            "model.hidden=8",
+            "model.backbone_units=16",
+            "trainer.epochs=4",
+            "trainer.lr=0.05",
+            "trainer.decay=5",  # a growing learning rate: later epochs get worse
+            f"trainer.select={select}",
+            "trainer.progress=false",
+            "device=cpu",
+        ]
+    )
+    metrics = train(cfg, tmp_path / "run")
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert metrics["select"] == expected
+    best = int(history["val_mse"].idxmin())
+    assert metrics["best_epoch"] == best + 1
+    assert best < len(history) - 1
+    row = best if expected == "best_val" else len(history) - 1
+    # the validation score recomputed after restoring the weights equals that epoch's
+    assert metrics["val/mse"] == pytest.approx(history["val_mse"].iloc[row], rel=1e-6)

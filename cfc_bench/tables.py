@@ -1,22 +1,48 @@
-"""`cfc-bench tables`: gather run results into per-task comparison tables.
+"""`cfc-bench tables`: our results beside the paper's, per task, and a results README.
 
-Every ``metrics.json`` below ``--runs`` (single runs and multiruns alike) is one row of
-data; rows are grouped by task, model and experiment and summarised as mean ± sample
-standard deviation over seeds (n). CfC's speed-up over a model is the ratio of their
-median times per epoch, taken only between runs on the same machine (``device_name``)
-and the same training-set size, so that the ratio compares like with like.
+Every ``metrics.json`` below ``--runs`` is one run. Runs are grouped by model, preset
+(``experiment``), budget, machine (``device_name``) and training-set size, and summarised as
+mean ± sample standard deviation (ddof 1) over seeds (n).
+
+Budget. A run that names a preset is compared with it (``conf/experiment/<preset>.yaml``
+composed with the run's seed) using the resolved ``config.yaml`` beside its metrics, or,
+without one, the ``epochs``, ``train_limit`` and ``protocol`` of its metrics. Every
+model, task or trainer setting that differs is stated: fewer epochs, ``task.train_limit``
+or data that a task notes as "NOT the paper protocol" make a row REDUCED, anything else
+CHANGED. Only rows that match their preset (and have a paper number) are judged.
+
+Units. Accuracy is shown in percent for every task: the paper gives XOR and ET-sMNIST in
+percent and human activity as a fraction, our ``metrics.json`` a fraction. "ours - paper"
+is in those units (percentage points, AUC, MSE).
+
+Agreement. Our mean agrees with the paper's when ``|ours - paper| <= 2·sqrt(s_ours² +
+s_paper²)``, ``s`` the standard deviations over seeds. With one seed, ``s_ours`` is taken
+as the paper's; without a paper std, ``s_paper`` as ours; with neither, nothing is judged.
+
+Speed-up. A run's time per epoch is divided by the mean time per epoch of the CfC runs of
+the same sweep (the folder holding Hydra's ``multirun.yaml``; a single run is its own
+sweep), on the same machine, thread count and training-set size, so a ratio never mixes
+machines or loads; a row's speed-up is the mean over its runs. The paper's speed-up is its
+minutes per epoch over CfC's, figures that mix GPUs (``results/paper/README.md``). A speed
+claim reproduces when our speed-up is on the same side of 1 as the paper's and within a
+factor of 2 of it; "direction only" when only the side agrees.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from cfc_bench.io import write_text
 
@@ -24,7 +50,39 @@ REQUIRED = ("task", "model", "metric", "seed", "time/epoch_s", "device_name", "t
 METRIC_LABEL = {"accuracy": "test accuracy (%)", "auc": "test ROC AUC", "mse": "test MSE"}
 METRIC_SCALE = {"accuracy": 100.0, "auc": 1.0, "mse": 1.0}  # accuracy shown in percent
 METRIC_DIGITS = {"accuracy": 2, "auc": 4, "mse": 4}
+# reported.csv's metric column: our metric and the factor to the shown units
+REPORTED_UNITS = {
+    "accuracy_pct": ("accuracy", 1.0),
+    "accuracy": ("accuracy", 100.0),
+    "auc": ("auc", 1.0),
+    "mse": ("mse", 1.0),
+}
+REPORTED_COLUMNS = [
+    "task",
+    "model",
+    "our_model",
+    "metric",
+    "mean",
+    "std",
+    "minutes_per_epoch",
+    "source",
+]
+TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")  # README order
 REFERENCE_MODEL = "cfc"
+SWEEP_MARKER = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
+# settings that change neither what is learnt nor the budget
+IGNORED = (
+    "seed",
+    "device",
+    "logger",
+    "data",
+    "trainer.progress",
+    "trainer.threads",
+    "trainer.skip_done",
+    "trainer.checkpoint",
+    "trainer.eval_batch_size",
+)
+NOT_PAPER_DATA = "NOT the paper protocol"  # how a task's notes flag a smoke data subset
 
 
 @dataclass
@@ -34,11 +92,22 @@ class Gathered:
     skipped: list[tuple[Path, str]]  # unreadable files and why
 
 
+# -- reading runs ---------------------------------------------------------------------------
 def _read(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
+
+
+def _sweep(run_dir: Path, root: Path) -> str:
+    """The sweep folder a run belongs to: the nearest folder up to ``root`` with multirun.yaml."""
+    for folder in (run_dir, *run_dir.parents):
+        if (folder / SWEEP_MARKER).exists():
+            return str(folder)
+        if folder == root:
+            break
+    return str(run_dir)
 
 
 def gather(root: Path) -> Gathered:
@@ -55,8 +124,17 @@ def gather(root: Path) -> Gathered:
             value = data[test_key]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"{test_key} is {value!r}, not a number")
-            rows.append({**data, "test": float(value), "path": str(path)})
-        except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
+            config = path.parent / "config.yaml"
+            rows.append(
+                {
+                    **data,
+                    "test": float(value),
+                    "path": str(path),
+                    "sweep": _sweep(path.parent, root),
+                    "config": OmegaConf.load(config) if config.exists() else None,
+                }
+            )
+        except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError: a ValueError
             skipped.append((path, str(err)))
     for path in sorted(root.rglob("failed.json")):
         try:
@@ -66,75 +144,291 @@ def gather(root: Path) -> Gathered:
             skipped.append((path, str(err)))
     runs = pd.DataFrame(rows)
     if len(runs):
-        runs["experiment"] = runs.get("experiment").fillna("-") if "experiment" in runs else "-"
+        experiment = runs["experiment"] if "experiment" in runs else pd.Series(None, runs.index)
+        runs["experiment"] = experiment.fillna("-")
     return Gathered(runs, pd.DataFrame(failed), skipped)
 
 
-def _mean_std(values: pd.Series, digits: int) -> str:
-    n = len(values)
-    if n == 1:
-        return f"{values.iloc[0]:.{digits}f} (n=1)"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f} (n={n})"
+# -- budget: each run against its preset ----------------------------------------------------
+def compose_presets(names: set[str]) -> dict[str, DictConfig | None]:
+    """Each preset composed (unresolved, so that the seed can be set per run); None if absent."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from cfc_bench.config import config_names, register_configs
+
+    register_configs()
+    known = set(config_names("experiment"))
+    presets: dict[str, DictConfig | None] = dict.fromkeys(names)
+    with initialize_config_module("cfc_bench.conf", version_base="1.3"):
+        for name in sorted(names & known):
+            try:
+                presets[name] = compose("config", overrides=[f"experiment={name}"])
+            except HydraException:  # a preset that no longer composes: no budget to compare
+                presets[name] = None
+    return presets
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _plain(config: DictConfig, seed: Any) -> dict[str, Any]:
+    config = config.copy()
+    config.seed = seed  # interpolations such as task.resample_seed=${seed} follow the run
+    flat = _flat(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
+    return {
+        k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in IGNORED)
+    }
+
+
+def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
+    """How a run's settings differ from its preset's, and whether they match it."""
+    notes = [str(v) for k, v in run.items() if k.startswith("note/") and NOT_PAPER_DATA in str(v)]
+    if preset is None:
+        what = "no preset" if run["experiment"] == "-" else f"preset {run['experiment']} not found"
+        details = [f"{run.get('epochs', '?')} epochs"]
+        if run.get("train_limit") is not None:
+            details.append(f"task.train_limit={run['train_limit']}")
+        details += [f"data: {n}" for n in notes]
+        return f"{what}: {'; '.join(details)}", False
+    want = _plain(preset, run["seed"])
+    if run.get("config") is not None:
+        have = _plain(run["config"], run["seed"])
+    else:  # no config.yaml: what metrics.json records of the budget and protocol
+        have = {
+            **want,
+            "trainer.epochs": run.get("epochs"),
+            "task.train_limit": run.get("train_limit"),
+            "task.protocol": run.get("protocol", want.get("task.protocol")),
+        }
+    reduced, changed = [], []
+    for key in sorted(want.keys() | have.keys()):
+        mine, theirs = have.get(key, "-"), want.get(key, "-")
+        if mine == theirs:
+            continue
+        if key == "trainer.epochs" and isinstance(mine, int) and isinstance(theirs, int):
+            (reduced if mine < theirs else changed).append(f"{mine}/{theirs} epochs")
+        elif key == "task.train_limit" and theirs is None:
+            reduced.append(f"{key}={mine}")
+        else:
+            changed.append(f"{key}={mine} (preset: {theirs})")
+    reduced += [f"data: {n}" for n in notes]
+    parts = [f"REDUCED: {'; '.join(reduced)}"] if reduced else []
+    parts += [f"CHANGED: {'; '.join(changed)}"] if changed else []
+    return " ".join(parts) or f"as preset ({want['trainer.epochs']} epochs)", not parts
+
+
+# -- the paper's numbers --------------------------------------------------------------------
+def load_reported(path: Path) -> pd.DataFrame:
+    """reported.csv with ``metric`` as ours and ``mean``/``std`` in the shown units."""
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in REPORTED_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"missing columns {missing} (see results/paper/README.md)")
+    unknown = sorted(set(table["metric"]) - REPORTED_UNITS.keys())
+    if unknown:
+        raise ValueError(f"unknown metric {unknown}; expected one of {sorted(REPORTED_UNITS)}")
+    factor = table["metric"].map(lambda m: REPORTED_UNITS[m][1])
+    table["mean"] = table["mean"] * factor
+    table["std"] = table["std"] * factor
+    table["metric"] = table["metric"].map(lambda m: REPORTED_UNITS[m][0])
+    return table
+
+
+# -- summaries ------------------------------------------------------------------------------
+def _cell(run: dict[str, Any]) -> tuple[Any, ...]:
+    """Runs whose times may be divided: same sweep, machine, thread count, training size."""
+    threads = run.get("threads")
+    threads = None if threads is None or pd.isna(threads) else int(threads)
+    return run["sweep"], run["device_name"], threads, run["train_size"]
+
+
+def _speedups(runs: pd.DataFrame) -> pd.Series:
+    """Each run's time per epoch over the mean of the CfC runs of its cell (``_cell``)."""
+    records = runs.to_dict("records")
+    cfc: dict[tuple, dict[tuple, list[float]]] = {}
+    for run in records:
+        if run["model"] == REFERENCE_MODEL:
+            configs = cfc.setdefault(_cell(run), {})
+            configs.setdefault((run["experiment"], run["budget"]), []).append(run["time/epoch_s"])
+    # several CfC configurations in one cell: the one with the most runs
+    reference = {cell: max(c.values(), key=len) for cell, c in cfc.items()}
+    ratios = []
+    for run in records:
+        times = reference.get(_cell(run))
+        ratios.append(run["time/epoch_s"] / (sum(times) / len(times)) if times else math.nan)
+    return pd.Series(ratios, index=runs.index)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, experiment, machine, training size) of one task's runs."""
-    metric = runs["metric"].iloc[0]
-    scale, digits = METRIC_SCALE[metric], METRIC_DIGITS[metric]
-    keys = ["model", "experiment", "device_name", "train_size"]
+    """One row per (model, experiment, budget, machine, training size) of one task's runs."""
+    scale = METRIC_SCALE[runs["metric"].iloc[0]]
+    runs = runs.assign(speedup=_speedups(runs))
+    keys = ["model", "experiment", "budget", "device_name", "train_size"]
     out = []
     for key, group in runs.groupby(keys, sort=True, dropna=False):
         values = group["test"] * scale
         out.append(
             {
                 **dict(zip(keys, key, strict=True)),
+                "comparable": bool(group["comparable"].all()),
                 "n": len(group),
                 "mean": values.mean(),
-                "std": values.std(ddof=1) if len(group) > 1 else float("nan"),
-                "result": _mean_std(values, digits),
+                "std": values.std(ddof=1) if len(group) > 1 else math.nan,
                 "epoch_s": group["time/epoch_s"].mean(),
-                "step_ms": group["time/step_ms"].mean() if "time/step_ms" in group else None,
-                "n_params": int(group["n_params"].iloc[0]) if "n_params" in group else None,
-                "epochs": int(group["epochs"].max()) if "epochs" in group else None,
+                "cfc_speedup": group["speedup"].mean(),  # NaN when no run has a CfC beside it
+                "n_params": group["n_params"].iloc[0] if "n_params" in group else math.nan,
+                "epochs": group["epochs"].max() if "epochs" in group else math.nan,
             }
         )
-    table = pd.DataFrame(out)
-    table["cfc_speedup"] = [_speedup(table, row) for _, row in table.iterrows()]
-    return table
+    return pd.DataFrame(out)
 
 
-def _speedup(table: pd.DataFrame, row: pd.Series) -> float | None:
-    """Time per epoch of this row over CfC's, on the same machine and training size."""
-    ref = table[
-        (table["model"] == REFERENCE_MODEL)
-        & (table["device_name"] == row["device_name"])
-        & (table["train_size"] == row["train_size"])
-    ]
-    if ref.empty:
+def agreement(
+    mean: float, std: float, n: int, paper_mean: float, paper_std: float
+) -> tuple[float, bool | None]:
+    """The tolerance ``2·sqrt(s_ours² + s_paper²)`` and whether ``|ours - paper|`` is within it."""
+    s_ours = std if n > 1 else paper_std
+    s_paper = paper_std if not math.isnan(paper_std) else s_ours
+    if math.isnan(paper_mean) or math.isnan(s_ours) or math.isnan(s_paper):
+        return math.nan, None
+    tolerance = 2 * math.sqrt(s_ours**2 + s_paper**2)
+    return tolerance, bool(abs(mean - paper_mean) <= tolerance)
+
+
+def verdict(value: Any) -> bool | None:
+    """A table's ``agrees`` cell as True, False or None (pandas may hold NaN for "not judged")."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else None
+
+
+def speed_claim(ours: float, paper: float) -> str | None:
+    if math.isnan(ours) or math.isnan(paper):
         return None
-    ref = ref.sort_values("n", ascending=False).iloc[0]  # the CfC group with the most seeds
-    return float(row["epoch_s"] / ref["epoch_s"])
+    if (ours > 1) != (paper > 1):
+        return "does not reproduce"
+    return "reproduces" if 0.5 <= ours / paper <= 2 else "direction only"
+
+
+def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> pd.DataFrame:
+    """Our rows beside the paper's, in the paper's row order, then models it does not have.
+
+    A paper row with no run of its model becomes a "not run" (or "failed") row.
+    """
+    cfc_row = reported[reported["our_model"] == REFERENCE_MODEL]
+    cfc_minutes = float(cfc_row["minutes_per_epoch"].iloc[0]) if len(cfc_row) else math.nan
+    rows = []
+    paper_rows = [r for _, r in reported.iterrows()]
+    order = [r["our_model"] if isinstance(r["our_model"], str) else None for r in paper_rows]
+    extra = sorted(set(summary["model"]) - set(order)) if len(summary) else []
+    for paper, model in [*zip(paper_rows, order, strict=True), *((None, m) for m in extra)]:
+        paper_model = paper["model"] if paper is not None else None
+        p_mean = float(paper["mean"]) if paper is not None else math.nan
+        p_std = float(paper["std"]) if paper is not None else math.nan
+        p_speed = paper["minutes_per_epoch"] / cfc_minutes if paper is not None else math.nan
+        base = {
+            "model": model or paper_model,
+            "paper_model": paper_model,
+            "paper_mean": p_mean,
+            "paper_std": p_std,
+            "paper_speedup": p_speed,
+            "paper_source": paper["source"] if paper is not None else None,
+        }
+        ours = summary[summary["model"] == model] if model is not None and len(summary) else []
+        if not len(ours):
+            status = "failed" if model in failed else "not run"
+            rows.append({**base, "status": status, "comparable": False, "n": 0})
+            continue
+        for _, row in ours.sort_values(["comparable", "n"], ascending=False).iterrows():
+            tolerance, agrees = agreement(row["mean"], row["std"], row["n"], p_mean, p_std)
+            comparable = bool(row["comparable"])
+            rows.append(
+                {
+                    **base,
+                    **row.to_dict(),
+                    "status": "ran",
+                    "diff": row["mean"] - p_mean,
+                    "tolerance": tolerance,
+                    "agrees": agrees if comparable else None,
+                    "speed_claim": speed_claim(row["cfc_speedup"], p_speed)
+                    if comparable and model != REFERENCE_MODEL
+                    else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# -- formatting -----------------------------------------------------------------------------
+def _num(value: Any, digits: int, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _mean_std(mean: float, std: float, digits: int, n: int | None = None) -> str:
+    if math.isnan(mean):
+        return "-"
+    text = _num(mean, digits) if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return text if n is None else f"{text} (n={n})"
+
+
+def _ratio(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}x"
 
 
 def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The columns a reader sees, formatted."""
-    return pd.DataFrame(
-        {
-            "model": table["model"],
-            "experiment": table["experiment"],
-            METRIC_LABEL[metric]: table["result"],
-            "time/epoch (s)": table["epoch_s"].map(lambda v: f"{v:.3g}"),
-            "CfC speed-up": table["cfc_speedup"].map(
-                lambda v: "-" if v is None or pd.isna(v) else f"{v:.2f}x"
-            ),
-            "params": table["n_params"].map(
-                lambda v: "-" if v is None or pd.isna(v) else f"{int(v):,}"
-            ),
-            "epochs": table["epochs"],
-            "train size": table["train_size"],
-            "device": table["device_name"],
-        }
-    )
+    digits = METRIC_DIGITS[metric]
+    rows = []
+    for _, r in table.iterrows():
+        name = r["model"]
+        if isinstance(r["paper_model"], str) and r["paper_model"] != name:
+            name = f"{name} (paper: {r['paper_model']})"
+        paper = _mean_std(r["paper_mean"], r["paper_std"], digits)
+        if r["status"] != "ran":
+            rows.append([name, "-", r["status"], paper, *["-"] * 8])
+            continue
+        agrees, judged = "-", verdict(r["agrees"])
+        if judged is not None:
+            sign = "≤" if judged else ">"
+            agrees = f"{'yes' if judged else 'no'} ({sign} {r['tolerance']:.{digits}f})"
+        rows.append(
+            [
+                name,
+                r["experiment"],
+                _mean_std(r["mean"], r["std"], digits, r["n"]),
+                paper,
+                _num(r["diff"], digits, sign=True),
+                agrees,
+                f"{r['epoch_s']:.3g}",
+                _ratio(r["cfc_speedup"]),
+                _ratio(r["paper_speedup"]),
+                "-" if math.isnan(r["n_params"]) else f"{int(r['n_params']):,}",
+                r["budget"],
+                r["device_name"],
+            ]
+        )
+    columns = [
+        "model",
+        "preset",
+        f"ours: {METRIC_LABEL[metric]}",
+        "paper",
+        "ours - paper",
+        "agrees",
+        "time/epoch (s)",
+        "CfC speed-up",
+        "paper speed-up",
+        "params",
+        "budget",
+        "device",
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -151,9 +445,10 @@ def _latex_escape(text: str) -> str:
         ("%", r"\%"),
         ("&", r"\&"),
         ("#", r"\#"),
+        ("$", r"\$"),
     ):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$")
+    return text.replace("±", r"$\pm$").replace("≤", r"$\leq$").replace(">", r"$>$")
 
 
 def to_latex(frame: pd.DataFrame, caption: str) -> str:
@@ -176,30 +471,211 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(gathered: Gathered, out_dir: Path) -> dict[str, str]:
-    """Write ``<task>.md/.csv/.tex`` per task; returns the Markdown text per task."""
-    texts: dict[str, str] = {}
-    runs = gathered.runs
-    for task in sorted(runs["task"].unique()) if len(runs) else []:
+CSV_COLUMNS = [
+    "model", "paper_model", "status", "experiment", "n", "mean", "std", "paper_mean",
+    "paper_std", "diff", "tolerance", "agrees", "epoch_s", "cfc_speedup", "paper_speedup",
+    "speed_claim", "n_params", "epochs", "budget", "comparable", "device_name", "train_size",
+    "paper_source",
+]  # fmt: skip
+
+
+# -- per task -------------------------------------------------------------------------------
+@dataclass
+class TaskResult:
+    task: str
+    metric: str
+    table: pd.DataFrame  # compare()'s rows
+    markdown: str  # title, table and failed runs
+
+
+def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskResult]:
+    runs, failed = gathered.runs, gathered.failed
+    if not len(runs):
+        return {}
+    presets = compose_presets(set(runs["experiment"]) - {"-"})
+    labels = [budget(r, presets.get(r["experiment"])) for r in runs.to_dict("records")]
+    runs = runs.assign(budget=[b for b, _ in labels], comparable=[c for _, c in labels])
+    results = {}
+    for task in sorted(runs["task"].unique()):
         task_runs = runs[runs["task"] == task]
         metric = task_runs["metric"].iloc[0]
-        shown = display(summarise(task_runs), metric)
-        title = f"{task}: {METRIC_LABEL[metric]}, mean ± std over seeds"
-        markdown = f"## {title}\n\n{to_markdown(shown)}"
-        failed = gathered.failed
-        if len(failed) and "task" in failed:
-            task_failed = failed[failed["task"] == task]
-            if len(task_failed):
-                markdown += "\nFailed runs:\n\n" + "".join(
-                    f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} "
-                    f"({r.get('path')})\n"
-                    for r in task_failed.to_dict("records")
-                )
-        write_text(out_dir / f"{task}.md", markdown)
-        write_text(out_dir / f"{task}.csv", shown.to_csv(index=False))
-        write_text(out_dir / f"{task}.tex", to_latex(shown, title))
-        texts[task] = markdown
-    return texts
+        paper = reported[reported["task"] == task] if len(reported) else reported
+        task_failed = failed[failed["task"] == task] if "task" in failed else failed
+        table = compare(summarise(task_runs), paper, set(task_failed.get("model", [])))
+        title = f"{task}: {METRIC_LABEL[metric]}, mean ± std over seeds (n)"
+        markdown = f"## {title}\n\n{to_markdown(display(table, metric))}"
+        if len(task_failed):
+            markdown += "\nFailed runs:\n\n" + "".join(
+                f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} ({r.get('path')})\n"
+                for r in task_failed.to_dict("records")
+            )
+        results[task] = TaskResult(task, metric, table, markdown)
+    return results
+
+
+def write_tables(results: dict[str, TaskResult], out_dir: Path) -> None:
+    """``<task>.md``, ``<task>.csv`` (numbers, shown units) and ``<task>.tex`` per task."""
+    for task, result in results.items():
+        table = result.table.reindex(columns=CSV_COLUMNS)
+        title = f"{task}: {METRIC_LABEL[result.metric]}, mean ± std over seeds (n)"
+        write_text(out_dir / f"{task}.md", result.markdown)
+        write_text(out_dir / f"{task}.csv", table.to_csv(index=False, float_format="%.6g"))
+        write_text(out_dir / f"{task}.tex", to_latex(display(result.table, result.metric), title))
+
+
+def plot_scaling(bench_dir: Path, figures: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The scaling figures of the ``cfc-bench bench --sweep`` CSVs in ``bench_dir``.
+
+    Drawn by ``cfc_bench.bench.plot_sweep``; CSVs of a single size (no sweep) are passed over,
+    unreadable ones returned with the reason.
+    """
+    if not bench_dir.is_dir():
+        return [], []
+    from cfc_bench.bench import BenchError, plot_sweep
+
+    plotted, skipped = [], []
+    for path in sorted(bench_dir.glob("*.csv")):
+        try:
+            plotted.append(plot_sweep(path, figures))
+        except BenchError:  # a benchmark at one size: nothing to plot against
+            continue
+        except (OSError, ValueError, KeyError) as err:
+            skipped.append((path, str(err)))
+    return plotted, skipped
+
+
+# -- the README -----------------------------------------------------------------------------
+def _not_judged_why(row: pd.Series) -> str:
+    if not row["comparable"]:
+        return row["budget"]
+    return "no paper number" if math.isnan(row["paper_mean"]) else "no std to judge against"
+
+
+def summary_lines(result: TaskResult) -> list[str]:
+    """What reproduces and what does not, from the judged rows of one task."""
+    digits = METRIC_DIGITS[result.metric]
+    table = result.table
+    ran = [r for _, r in table.iterrows() if r["status"] == "ran"]
+    lines = []
+
+    def listed(label: str, rows: list[pd.Series], text: Any) -> None:
+        if rows:
+            lines.append(f"- {label}: " + "; ".join(text(r) for r in rows))
+
+    def value(r: pd.Series) -> str:
+        ours = _mean_std(r["mean"], r["std"], digits, r["n"])
+        paper = _mean_std(r["paper_mean"], r["paper_std"], digits)
+        return f"{r['model']} (ours {ours}, paper {paper})"
+
+    listed(
+        "Reproduces (within the spread)", [r for r in ran if verdict(r["agrees"]) is True], value
+    )
+    listed("Does not reproduce", [r for r in ran if verdict(r["agrees"]) is False], value)
+    for claim in ("reproduces", "direction only", "does not reproduce"):
+        listed(
+            f"CfC speed-up {claim}",
+            [r for r in ran if r["speed_claim"] == claim],
+            lambda r: (
+                f"over {r['model']} {_ratio(r['cfc_speedup'])} (paper {_ratio(r['paper_speedup'])})"
+            ),
+        )
+    listed(
+        "Not judged",
+        [r for r in ran if verdict(r["agrees"]) is None],
+        lambda r: f"{r['model']} ({_not_judged_why(r)})",
+    )
+    listed(
+        "Paper rows without a run",
+        [r for _, r in table.iterrows() if r["status"] != "ran"],
+        lambda r: r["model"] + (" (failed)" if r["status"] == "failed" else ""),
+    )
+    return lines
+
+
+def readme(
+    results: dict[str, TaskResult],
+    reported: pd.DataFrame,
+    readme_path: Path,
+    tables_dir: Path,
+    figures: dict[str, Path],
+    runs_dir: Path,
+    reported_path: Path | None,
+    scaling: list[Path],
+    skipped: list[tuple[Path, str]],
+) -> str:
+    """results/README.md: a summary computed from the tables, then the tables themselves."""
+    from cfc_bench.config import config_names
+
+    here = readme_path.parent
+
+    def link(path: Path) -> str:
+        return Path(os.path.relpath(path, here)).as_posix()
+
+    ours = config_names("task")
+    tasks = [*TASKS, *sorted((set(results) | set(reported.get("task", []))) - set(TASKS))]
+    parts = [
+        "# Results\n",
+        f"Generated by `make tables` (`cfc-bench tables`) from the runs under `{runs_dir}` and "
+        + (
+            f"the paper's numbers in `{reported_path}`"
+            if reported_path is not None
+            else "no paper numbers"
+        )
+        + "; edit neither this file nor the tables by hand. Runs come from "
+        "`make reproduce TASK=<task>` (presets `conf/experiment/<task>_<model>.yaml`, 3 seeds).\n",
+        "## Summary\n",
+    ]
+    for task in tasks:
+        if task not in results:
+            how = f"`make reproduce TASK={task}`" if task in ours else "not a task of this project"
+            parts.append(f"**{task}**: no runs committed for task {task} ({how}).\n")
+            continue
+        lines = summary_lines(results[task])
+        parts.append(f"**{task}**:\n\n" + "\n".join(lines or ["- nothing to judge yet"]) + "\n")
+    parts.append(
+        "## How to read the tables\n\n"
+        "- *ours*: mean ± sample std over seeds (n); *paper*: the paper's mean ± std (its "
+        "scripts use the population std over 3–5 runs). Accuracy is in percent for every task "
+        "and *ours - paper* is in the table's units.\n"
+        "- *agrees*: |ours − paper| ≤ 2·sqrt(s_ours² + s_paper²) (the tolerance is shown); "
+        "with one seed s_ours is taken as the paper's std, without a paper std s_paper as "
+        "ours. Only rows run exactly as their preset are judged.\n"
+        "- *CfC speed-up*: the model's time per epoch over CfC's, both measured in the same "
+        "sweep on the same machine, threads and training-set size, each model with its own "
+        "preset (batch sizes differ as in the paper). *paper speed-up*: the paper's minutes "
+        "per epoch over CfC's, figures copied from papers that used other GPUs. A speed claim "
+        "reproduces when both ratios are on the same side of 1 and within a factor of 2.\n"
+        "- *budget*: `as preset` or what differs from the preset: REDUCED (fewer epochs, "
+        "`task.train_limit`, a smoke data subset) or CHANGED (any other setting).\n"
+    )
+    for task in tasks:
+        if task not in results:
+            continue
+        result = results[task]
+        parts.append(result.markdown.replace("## ", "## Table: ", 1))
+        parts.append(
+            f"Files: [{task}.md]({link(tables_dir / f'{task}.md')}), "
+            f"[{task}.csv]({link(tables_dir / f'{task}.csv')}), "
+            f"[{task}.tex]({link(tables_dir / f'{task}.tex')})\n"
+        )
+        if task in figures:
+            parts.append(f"![{task}: metric vs time per epoch]({link(figures[task])})\n")
+    if scaling:
+        parts.append(
+            "## Scaling\n\nTime per training step against one size, all else fixed "
+            "(`cfc-bench bench --sweep`).\n\n"
+            + "".join(f"![{path.stem}]({link(path)})\n" for path in scaling)
+        )
+    if skipped:
+        parts.append(
+            "## Unreadable files\n\n"
+            + "".join(f"- `{path}`: {reason}\n" for path, reason in skipped)
+        )
+    return "\n".join(parts)
+
+
+# -- command line ---------------------------------------------------------------------------
+DEFAULT_REPORTED = Path("results/paper/reported.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,18 +686,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("results/tables"), help="folder for the tables"
     )
+    parser.add_argument(
+        "--reported",
+        type=Path,
+        default=None,
+        help=f"the paper's numbers (default: {DEFAULT_REPORTED} when it exists)",
+    )
+    parser.add_argument("--readme", type=Path, default=None, help="also write this README")
+    parser.add_argument(
+        "--figures", type=Path, default=None, help="also plot metric vs time per epoch here"
+    )
+    parser.add_argument(
+        "--bench",
+        type=Path,
+        default=None,
+        help="with --figures: also plot the scaling sweeps (cfc-bench bench --sweep) found here",
+    )
     args = parser.parse_args(argv)
     if not args.runs.is_dir():
         print(f"cfc-bench tables: --runs {args.runs} is not a folder", file=sys.stderr)
         return 1
+    reported_path = args.reported or (DEFAULT_REPORTED if DEFAULT_REPORTED.exists() else None)
+    if reported_path is None:
+        print(f"no {DEFAULT_REPORTED}: tables without the paper's numbers", file=sys.stderr)
+        reported = pd.DataFrame(columns=REPORTED_COLUMNS)
+    else:
+        try:
+            reported = load_reported(reported_path)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"cfc-bench tables: --reported {reported_path}: {err}", file=sys.stderr)
+            return 1
     gathered = gather(args.runs)
     for path, reason in gathered.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    texts = write_tables(gathered, args.out)
-    if not texts:
+    results = task_results(gathered, reported)
+    write_tables(results, args.out)
+    if not results:
         print(f"no metrics.json found below {args.runs}", file=sys.stderr)
-    for text in texts.values():
-        print(text)
-    if texts:
+    figures: dict[str, Path] = {}
+    scaling: list[Path] = []
+    if args.figures is not None:
+        from cfc_bench.plots import plot_metric_vs_time
+
+        for task, result in results.items():
+            figures[task] = plot_metric_vs_time(
+                result.table, task, METRIC_LABEL[result.metric], args.figures
+            )
+        if args.bench is not None:
+            scaling, unreadable = plot_scaling(args.bench, args.figures)
+            for path, reason in unreadable:
+                print(f"skipped {path}: {reason}", file=sys.stderr)
+            gathered.skipped.extend(unreadable)
+    if args.readme is not None:
+        text = readme(
+            results,
+            reported,
+            args.readme,
+            args.out,
+            figures,
+            args.runs,
+            reported_path,
+            scaling,
+            gathered.skipped,
+        )
+        write_text(args.readme, text)
+    for result in results.values():
+        print(result.markdown)
+    if results:
         print(f"tables written to {args.out}/")
     return 0

@@ -75,9 +75,9 @@ def test_joblib_sweep_then_tables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "outputs").exists()  # tables makes no Hydra folder
     table = pd.read_csv(tables / "xor.csv")
-    assert table["model"].tolist() == ["cfc", "lstm"]
-    assert table["CfC speed-up"].iloc[0] == "1.00x"
-    assert all(table["test accuracy (%)"].str.endswith("(n=1)"))
+    ran = table[table["n"] > 0]
+    assert ran["model"].tolist() == ["cfc", "lstm"]
+    assert ran["cfc_speedup"].iloc[0] == 1.0 and ran["cfc_speedup"].iloc[1] > 0
     assert "| cfc |" in out.stdout and "| lstm |" in out.stdout
 
 

@@ -27,9 +27,9 @@ def test_every_model_task_pair_composes(model: str, task: str) -> None:
 def test_every_experiment_composes(experiment: str) -> None:
     cfg = compose([f"experiment={experiment}"])
     assert cfg.trainer.epochs > 0
-    if "_" in experiment and not experiment.startswith("demo"):
-        task, model = experiment.split("_", 1)
-        assert (cfg.task.name, cfg.model.name) == (task, model)
+    if experiment != "demo":  # presets are named <task>_<model>
+        task = next(t for t in TASKS if experiment.startswith(f"{t}_"))
+        assert (cfg.task.name, cfg.model.name) == (task, experiment[len(task) + 1 :])
 
 
 def test_overrides_are_typed() -> None:

@@ -1,41 +1,62 @@
-"""`cfc-bench tables` on fixture results: exact output, malformed files reported and skipped."""
+"""`cfc-bench tables` on fixture results: exact tables beside the paper's numbers, budgets,
+speed-ups, the README summary, figures, malformed files reported and skipped."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from cfc_bench.tables import main
+from cfc_bench.config import compose
+from cfc_bench.tables import agreement, load_reported, main, speed_claim
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Paper rows of the fixture: XOR (accuracy in percent) and one walker row (a task not run).
+REPORTED = """\
+task,model,our_model,metric,mean,std,minutes_per_epoch,source,note
+xor,augmented_lstm,lstm,accuracy_pct,89.71,3.48,0.62,Table 4,copied
+xor,ct_gru,,accuracy_pct,61.36,4.87,0.80,Table 4,copied
+xor,gru_d,gru_d,accuracy_pct,97.90,1.71,0.58,Table 4,copied
+xor,ode_rnn,ode_rnn,accuracy_pct,51.21,0.37,4.11,Table 4,copied
+xor,cfc,cfc,accuracy_pct,99.42,0.42,0.75,Table 4,
+walker,cfc,cfc,mse,0.643,0.006,0.08,Table 7,
+"""
 
 GOLDEN_MD = """\
-## xor: test accuracy (%), mean ± std over seeds
+## xor: test accuracy (%), mean ± std over seeds (n)
 
-| model | experiment | test accuracy (%) | time/epoch (s) | CfC speed-up | params | epochs | train size | device |
-|---|---|---|---|---|---|---|---|---|
-| cfc | xor_cfc | 98.00 ± 1.00 (n=3) | 2 | 1.00x | 1,234 | 5 | 100 | cpu-A |
-| lstm | xor_lstm | 90.00 ± 2.83 (n=2) | 5 | 2.50x | 5,678 | 5 | 100 | cpu-A |
-| ltc | - | 50.00 (n=1) | 30 | - | 99 | 5 | 100 | cpu-B |
+| model | preset | ours: test accuracy (%) | paper | ours - paper | agrees | time/epoch (s) | CfC speed-up | paper speed-up | params | budget | device |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| lstm (paper: augmented_lstm) | xor_lstm | 81.00 ± 1.41 (n=2) | 89.71 ± 3.48 | -8.71 | no (> 7.51) | 5 | 2.50x | 0.83x | 5,678 | as preset (200 epochs) | cpu-A |
+| ct_gru | - | not run | 61.36 ± 4.87 | - | - | - | - | - | - | - | - |
+| gru_d | - | failed | 97.90 ± 1.71 | - | - | - | - | - | - | - | - |
+| ode_rnn | xor_ode_rnn | 50.00 (n=1) | 51.21 ± 0.37 | -1.21 | - | 20 | 10.00x | 5.48x | 999 | REDUCED: 5/200 epochs CHANGED: trainer.lr=0.01 (preset: 0.0005) | cpu-A |
+| cfc | xor_cfc | 99.43 ± 0.40 (n=3) | 99.42 ± 0.42 | +0.01 | yes (≤ 1.17) | 2 | 1.00x | 1.00x | 1,234 | as preset (200 epochs) | cpu-A |
+| ltc | - | 50.00 (n=1) | - | - | - | 30 | - | - | 99 | no preset: 5 epochs | cpu-B |
 
 Failed runs:
 
-- ode_rnn seed 0: TrainingError: non-finite loss (nan) at epoch 2, step 7 (RUNS/ode_rnn)
+- gru_d seed 0: TrainingError: non-finite loss (nan) at epoch 2, step 7 (RUNS/sweep/gru_d/seed0)
 """
 
 
-def record(root: Path, name: str, **values) -> None:
+def record(folder: Path, **values) -> None:
     base = {
         "task": "xor",
         "metric": "accuracy",
+        "protocol": "paper",
         "seed": 0,
-        "time/step_ms": 1.0,
-        "epochs": 5,
-        "train_size": 100,
+        "epochs": 200,
+        "train_limit": None,
+        "train_size": 100_000,
         "device_name": "cpu-A",
+        "threads": 2,
     }
-    folder = root / name
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({**base, **values}))
 
@@ -43,42 +64,53 @@ def record(root: Path, name: str, **values) -> None:
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    for seed, acc in enumerate([0.97, 0.98, 0.99]):
+    sweep = root / "sweep"
+    for seed, acc in enumerate([0.99, 0.995, 0.998]):
         record(
-            root,
-            f"sweep/{seed}_cfc",
+            sweep / f"cfc/seed{seed}",
             model="cfc",
             experiment="xor_cfc",
             seed=seed,
             **{"test/accuracy": acc, "time/epoch_s": 2.0, "n_params": 1234},
         )
-    for seed, acc in enumerate([0.88, 0.92]):
+    for seed, acc in enumerate([0.80, 0.82]):
         record(
-            root,
-            f"sweep/{seed}_lstm",
+            sweep / f"lstm/seed{seed}",
             model="lstm",
             experiment="xor_lstm",
             seed=seed,
             **{"test/accuracy": acc, "time/epoch_s": 5.0, "n_params": 5678},
         )
-    # another machine: no CfC measured there, so no speed-up is claimed
+    # a smoke run with a resolved config: fewer epochs and another learning rate
+    smoke = sweep / "ode_rnn/seed0"
     record(
-        root,
-        "single/ltc",
+        smoke,
+        model="ode_rnn",
+        experiment="xor_ode_rnn",
+        epochs=5,
+        **{"test/accuracy": 0.5, "time/epoch_s": 20.0, "n_params": 999},
+    )
+    cfg = compose(["experiment=xor_ode_rnn", "trainer.epochs=5", "trainer.lr=0.01", "seed=0"])
+    (smoke / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    # another machine, no preset, not in a sweep: no CfC beside it, so no speed-up
+    record(
+        root / "single/ltc",
         model="ltc",
         experiment=None,
+        epochs=5,
         device_name="cpu-B",
         **{"test/accuracy": 0.5, "time/epoch_s": 30.0, "n_params": 99},
     )
     (root / "broken").mkdir()
     (root / "broken/metrics.json").write_text('{"task": "xor", ')  # truncated JSON
-    record(root, "partial", model="gru", **{"time/epoch_s": 1.0})  # no test metric
-    (root / "ode_rnn").mkdir()
-    (root / "ode_rnn/failed.json").write_text(
+    record(root / "partial", model="gru", **{"time/epoch_s": 1.0})  # no test metric
+    (sweep / "gru_d/seed0").mkdir(parents=True)
+    (sweep / "gru_d/seed0/failed.json").write_text(
         json.dumps(
             {
                 "task": "xor",
-                "model": "ode_rnn",
+                "model": "gru_d",
                 "seed": 0,
                 "reason": "TrainingError: non-finite loss (nan) at epoch 2, step 7",
             }
@@ -87,21 +119,192 @@ def runs(tmp_path: Path) -> Path:
     return root
 
 
-def test_golden_tables(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "tables"
-    assert main(["--runs", str(runs), "--out", str(out)]) == 0
+@pytest.fixture
+def reported(tmp_path: Path) -> Path:
+    path = tmp_path / "reported.csv"
+    path.write_text(REPORTED)
+    return path
+
+
+def run_tables(runs: Path, reported: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    argv = ["--runs", str(runs), "--out", str(out / "tables"), "--reported", str(reported)]
+    argv += ["--readme", str(out / "README.md"), "--figures", str(out / "figures")]
+    assert main(argv) == 0
+    return out
+
+
+def test_golden_tables(
+    runs: Path, reported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = run_tables(runs, reported, tmp_path)
     printed = capsys.readouterr()
     expected = GOLDEN_MD.replace("RUNS", str(runs))
-    assert (out / "xor.md").read_text() == expected
+    assert (out / "tables/xor.md").read_text() == expected
     assert expected in printed.out
     assert f"skipped {runs}/broken/metrics.json" in printed.err
     assert f"skipped {runs}/partial/metrics.json: missing keys ['test/accuracy']" in printed.err
 
-    csv = pd.read_csv(out / "xor.csv")
-    assert csv["model"].tolist() == ["cfc", "lstm", "ltc"]
-    assert csv["CfC speed-up"].tolist() == ["1.00x", "2.50x", "-"]
-    tex = (out / "xor.tex").read_text()
-    assert r"98.00 $\pm$ 1.00 (n=3)" in tex and r"\begin{tabular}" in tex and r"xor\_cfc" in tex
+    csv = pd.read_csv(out / "tables/xor.csv")
+    assert csv["model"].tolist() == ["lstm", "ct_gru", "gru_d", "ode_rnn", "cfc", "ltc"]
+    assert csv["status"].tolist() == ["ran", "not run", "failed", "ran", "ran", "ran"]
+    cfc = csv.set_index("model").loc["cfc"]
+    assert cfc["mean"] == pytest.approx(99.4333, abs=1e-4)
+    assert cfc["paper_mean"] == 99.42 and cfc["diff"] == pytest.approx(0.0133, abs=1e-4)
+    assert bool(cfc["agrees"]) and bool(cfc["comparable"])
+    lstm = csv.set_index("model").loc["lstm"]
+    assert lstm["cfc_speedup"] == 2.5 and lstm["paper_speedup"] == pytest.approx(0.62 / 0.75)
+    assert lstm["speed_claim"] == "does not reproduce"
+    tex = (out / "tables/xor.tex").read_text()
+    assert r"99.43 $\pm$ 0.40 (n=3)" in tex and r"\begin{tabular}" in tex and r"xor\_cfc" in tex
+    assert r"yes ($\leq$ 1.17)" in tex
+
+
+def test_readme_summary(runs: Path, reported: Path, tmp_path: Path) -> None:
+    text = (run_tables(runs, reported, tmp_path) / "README.md").read_text()
+    summary = text.split("## How to read")[0]
+    xor = summary.split("**xor**:")[1].split("**physionet**")[0]
+    assert (
+        "- Reproduces (within the spread): cfc (ours 99.43 ± 0.40 (n=3), paper 99.42 ± 0.42)" in xor
+    )
+    assert "- Does not reproduce: lstm (ours 81.00 ± 1.41 (n=2), paper 89.71 ± 3.48)" in xor
+    assert "- CfC speed-up does not reproduce: over lstm 2.50x (paper 0.83x)" in xor
+    assert "ode_rnn (REDUCED: 5/200 epochs" in xor and "ltc (no preset: 5 epochs)" in xor
+    assert "- Paper rows without a run: ct_gru; gru_d (failed)" in xor
+    for task in ("physionet", "person_activity", "walker", "et_smnist"):
+        assert (
+            f"**{task}**: no runs committed for task {task} (`make reproduce TASK={task}`)."
+            in summary
+        )
+    assert "](tables/xor.md)" in text and "](figures/xor_metric_vs_time.png)" in text
+    assert "| cfc | xor_cfc | 99.43 ± 0.40 (n=3) |" in text  # the table itself
+    assert "`" + str(runs / "broken/metrics.json") + "`" in text  # unreadable files listed
+
+
+def test_readme_without_runs(reported: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text = (run_tables(empty, reported, tmp_path) / "README.md").read_text()
+    for task in ("xor", "physionet", "person_activity", "walker", "et_smnist"):
+        assert (
+            f"**{task}**: no runs committed for task {task} (`make reproduce TASK={task}`)." in text
+        )
+    assert "## Table" not in text
+
+
+def test_reduced_budget_rows_are_not_judged(reported: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        record(
+            root / f"cfc{seed}",
+            model="cfc",
+            experiment="xor_cfc",
+            seed=seed,
+            epochs=2,
+            train_limit=2000,
+            train_size=2000,
+            **{"test/accuracy": 0.5, "time/epoch_s": 1.0, "n_params": 1},
+        )
+    out = run_tables(root, reported, tmp_path)
+    row = (out / "tables/xor.md").read_text().splitlines()[4 + 4]  # after 4 paper-only rows
+    assert row.startswith("| cfc | xor_cfc | 50.00 ± 0.00 (n=2) | 99.42 ± 0.42 | -49.42 | - |")
+    assert "| REDUCED: task.train_limit=2000; 2/200 epochs |" in row
+    readme = (out / "README.md").read_text()
+    assert "- Not judged: cfc (REDUCED: task.train_limit=2000; 2/200 epochs)" in readme
+    assert "Reproduces" not in readme and "Does not reproduce" not in readme
+
+
+def test_figures_written(runs: Path, reported: Path, tmp_path: Path) -> None:
+    figure = run_tables(runs, reported, tmp_path) / "figures/xor_metric_vs_time.png"
+    data = figure.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_scaling_figures_of_bench_sweeps(
+    runs: Path, reported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sweep CSVs are drawn by cfc_bench.bench.plot_sweep; single-size and broken ones are not."""
+    from cfc_bench import bench
+
+    def plot_sweep(csv_path: Path, out_dir: Path) -> Path:
+        kind = Path(csv_path).stem
+        if kind == "single":
+            raise bench.BenchError("not a sweep CSV")
+        if kind == "broken":
+            raise ValueError("no column train_ms")
+        path = Path(out_dir) / "scaling_hidden.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+        return path
+
+    monkeypatch.setattr(bench, "plot_sweep", plot_sweep)
+    bench_dir = tmp_path / "bench"
+    bench_dir.mkdir()
+    for name in ("broken", "single", "sweep"):
+        (bench_dir / f"{name}.csv").write_text("x\n")
+    out = tmp_path / "results"
+    argv = ["--runs", str(runs), "--out", str(out / "tables"), "--reported", str(reported)]
+    argv += ["--readme", str(out / "README.md"), "--figures", str(out / "figures")]
+    assert main([*argv, "--bench", str(bench_dir)]) == 0
+    text = (out / "README.md").read_text()
+    assert "## Scaling" in text and "![scaling_hidden](figures/scaling_hidden.png)" in text
+    assert f"- `{bench_dir / 'broken.csv'}`: no column train_ms" in text
+    assert "single" not in text
+
+
+@pytest.mark.parametrize(
+    "mean,std,n,paper_mean,paper_std,tolerance,agrees",
+    [
+        (99.0, 0.3, 3, 99.42, 0.42, 2 * math.hypot(0.3, 0.42), True),
+        (98.0, 0.3, 3, 99.42, 0.42, 2 * math.hypot(0.3, 0.42), False),
+        (99.0, math.nan, 1, 99.42, 0.42, 2 * math.hypot(0.42, 0.42), True),  # 1 seed: paper's std
+        (96.5, 0.5, 3, 98.09, math.nan, 2 * math.hypot(0.5, 0.5), False),  # no paper std: ours
+        (97.0, math.nan, 1, 98.09, math.nan, math.nan, None),  # no std at all: not judged
+        (97.0, 0.5, 3, math.nan, math.nan, math.nan, None),  # no paper number
+    ],
+)
+def test_agreement(mean, std, n, paper_mean, paper_std, tolerance, agrees) -> None:
+    tol, verdict = agreement(mean, std, n, paper_mean, paper_std)
+    assert verdict is agrees
+    assert tol == pytest.approx(tolerance, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    "ours,paper,claim",
+    [
+        (5.0, 5.48, "reproduces"),
+        (20.0, 5.48, "direction only"),
+        (0.8, 5.48, "does not reproduce"),
+        (0.9, 0.83, "reproduces"),
+        (math.nan, 5.48, None),
+    ],
+)
+def test_speed_claim(ours: float, paper: float, claim: str | None) -> None:
+    assert speed_claim(ours, paper) == claim
+
+
+def test_committed_reported_numbers_in_shown_units() -> None:
+    table = load_reported(REPO / "results/paper/reported.csv")
+    assert table["source"].notna().all()
+    row = table.set_index(["task", "model"])
+    assert row.loc[("xor", "cfc"), "mean"] == 99.42  # percent already
+    assert row.loc[("person_activity", "ode_rnn"), "mean"] == pytest.approx(82.9)  # fraction
+    assert row.loc[("person_activity", "ode_rnn"), "std"] == pytest.approx(1.6)
+    assert row.loc[("walker", "cfc"), "mean"] == 0.643
+    assert row.loc[("xor", "augmented_lstm"), "our_model"] == "lstm"
+    assert set(table["metric"]) == {"accuracy", "auc", "mse"}
+
+
+def test_bad_reported_file_is_an_error(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("task,model,metric,mean\nxor,cfc,accuracy_pct,99\n")
+    argv = ["--runs", str(runs), "--out", str(tmp_path / "t"), "--reported", str(bad)]
+    assert main(argv) == 1
+    assert "missing columns ['our_model', 'std', 'minutes_per_epoch', 'source']" in (
+        capsys.readouterr().err
+    )
 
 
 def test_missing_folder_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

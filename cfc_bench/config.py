@@ -53,12 +53,18 @@ class LoggerKind(Enum):
     wandb = "wandb"
 
 
+class WandbMode(Enum):
+    offline = "offline"  # files under <run dir>/wandb; `wandb sync` uploads them later
+    online = "online"
+    disabled = "disabled"
+
+
 @dataclass
 class LoggerConfig:
     kind: LoggerKind = LoggerKind.none
     project: str = "cfc-bench"
     entity: str | None = None
-    mode: str = "offline"  # WANDB_MODE in the environment takes precedence
+    mode: WandbMode = WandbMode.offline  # WANDB_MODE in the environment takes precedence
     tags: list[str] = field(default_factory=list)
 
 

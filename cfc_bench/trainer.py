@@ -6,10 +6,20 @@ reported time per epoch is the median over the epochs after the first (the first
 for warm-up); step time is the median over the steps of those epochs; inference time is
 one pass over the test set divided by its size. Every figure goes out with the device,
 torch version and thread count it was measured with.
+
+Interruptions: a checkpoint (model, optimizer, scheduler, RNG states, history, timings) is
+written atomically after every epoch, and a run whose folder holds one resumes from it, so
+a run killed at any moment and started again ends with the same numbers as one that was
+never stopped (on the same device and thread count). SIGINT and SIGTERM stop a run at once
+with exit status 128 + signal number, keeping the last epoch's checkpoint (the epoch under
+way is trained again on resume). A launcher that handles these signals itself (submitit
+requeues jobs on pre-emption) keeps its handlers. A run folder is trained by one process
+at a time (a lock), and a folder holding results of another configuration is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -22,8 +32,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,11 +44,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from tqdm import tqdm
 
 from cfc_bench.config import Optimizer, RunConfig
 from cfc_bench.io import atomic_write, write_json, write_text
-from cfc_bench.loggers import open_logger
+from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
 from cfc_bench.tasks.base import Select, SequenceData, Task
 
 log = logging.getLogger(__name__)
@@ -45,14 +58,35 @@ METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
+# Settings that change how a run is executed or logged but not its results: a run may
+# resume (or count as done) under other values of these.
+RUNTIME_KEYS = (
+    "device",
+    "data",
+    "logger",
+    "trainer.threads",
+    "trainer.progress",
+    "trainer.skip_done",
+    "trainer.checkpoint",
+)
 
 
 class ConfigError(ValueError):
     """A setting that cannot work here; the message says which and what to use instead."""
 
 
+class OutputConflict(ConfigError):
+    """The output folder holds a run of another configuration; nothing there is touched."""
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss, say); recorded in failed.json."""
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
 
 
 class Interrupted(BaseException):
@@ -61,6 +95,61 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    # A second signal of the same kind gets the default action (stop at once).
+    signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into ``Interrupted`` for the duration of the block.
+
+    Only where the signal still has Python's default handling, in the main thread: a
+    launcher's own handlers (submitit's requeue, Ray's worker handlers) and an ignored
+    SIGINT (``nohup``, background jobs) stay as they are.
+    """
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    taken = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is default:
+                signal.signal(signum, _raise_interrupted)
+                taken[signum] = default
+    try:
+        yield
+    finally:
+        for signum, default in taken.items():
+            signal.signal(signum, default)
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block, so that one process at a time trains a run.
+
+    The kernel drops the lock when its holder ends, however it ends (SIGKILL included).
+    """
+    with open(folder / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise OutputConflict(
+                f"{folder} is in use by {holder}: wait until it ends, or give this run "
+                "its own output folder"
+            ) from None
+        except OSError as err:  # file systems without flock (Lustre mounted without it)
+            log.warning(
+                "cannot lock %s (%s): runs in the same folder are not detected", folder, err
+            )
+        else:
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            lock.flush()
+        yield
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -155,6 +244,9 @@ class State:
     best_val: float | None = None
     best_epoch: int | None = None
     best_weights: dict[str, torch.Tensor] | None = None
+    started_at: str | None = None  # when the run first started (UTC)
+    resumes: int = 0  # how often the run was resumed from a checkpoint
+    logger_id: str | None = None  # the wandb run a resumed job continues
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -179,12 +271,23 @@ def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out_dir: Path, experiment: str | None, config_yaml: str):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: Path,
+        experiment: str | None,
+        config_yaml: str,
+        resume_hint: str | None = None,
+    ):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.experiment = experiment
         self.config_yaml = config_yaml
-        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.resume_hint = resume_hint or f"train again into {self.out_dir}"
+        self.state = State(started_at=_now())
+        self.epoch = 0  # the epoch under way (0 before training, epochs while testing)
+        self.saved_epoch = 0  # the epoch of the checkpoint on disk
+        self.logger: NullLogger | WandbLogger = NullLogger()
 
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -210,7 +313,6 @@ class Trainer:
             if weights is None
             else torch.tensor(weights, dtype=torch.float32, device=self.device)
         )
-        self.state = State()
         self.n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -225,8 +327,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "state": self.state.__dict__,
             "rng": rng_state(self.shuffle),
+            "config": self.config_yaml,
         }
         atomic_write(self.checkpoint_path, lambda f: torch.save(payload, f))
+        self.saved_epoch = self.state.epoch
 
     def load_checkpoint(self) -> None:
         payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
@@ -234,6 +338,8 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = State(**payload["state"])
+        self.state.resumes += 1
+        self.saved_epoch = self.state.epoch
         set_rng_state(payload["rng"], self.shuffle)
         log.info("resumed from %s after epoch %d", self.checkpoint_path, self.state.epoch)
 
@@ -259,7 +365,12 @@ class Trainer:
             out = model(batch.x, batch.dt, batch.mask, self.task.per_step)
             loss = self.task.loss(out, batch, self.class_weights)
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {i}")
+                raise TrainingError(
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {i + 1} "
+                    f"of {n_batches}: lower trainer.lr or set trainer.clip_norm",
+                    epoch,
+                    i + 1,
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.clip_norm is not None:
@@ -288,6 +399,7 @@ class Trainer:
         t, state = self.cfg.trainer, self.state
         metric = self.task.metric
         for epoch in range(state.epoch + 1, t.epochs + 1):
+            self.epoch = epoch
             train_loss, epoch_s, step_s = self.train_epoch(epoch)
             row: dict[str, Any] = {
                 "epoch": epoch,
@@ -312,6 +424,9 @@ class Trainer:
             state.history.append(row)
             state.epoch_s.append(epoch_s)
             state.step_s.append(step_s)
+            if t.checkpoint:  # first, so that history.csv never runs ahead of the checkpoint
+                self.save_checkpoint()
+            self.write_history()
             self.logger.log(row, step=epoch)
             log.info(
                 "epoch %d/%d  %s",
@@ -319,9 +434,7 @@ class Trainer:
                 t.epochs,
                 "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
             )
-            self.write_history()
-            if t.checkpoint:
-                self.save_checkpoint()
+        self.epoch = state.epoch
 
     def write_history(self) -> None:
         write_text(
@@ -383,82 +496,156 @@ class Trainer:
             "host": socket.gethostname(),
             "python": platform.python_version(),
             "git_commit": git_commit(),
-            "started_at": self.started_at,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": self.state.started_at,
+            "finished_at": _now(),
+            "resumes": self.state.resumes,
             "run_dir": str(self.out_dir),
             **{f"note/{k}": v for k, v in self.task.notes.items()},
         }
 
-    def write_failure(self, reason: str) -> None:
+    def write_failure(self, err: Exception) -> None:
         write_json(
             self.out_dir / FAILED_FILE,
             {
-                "reason": reason,
-                "epoch": getattr(getattr(self, "state", None), "epoch", 0),
+                "reason": f"{type(err).__name__}: {err}",
+                "epoch": getattr(err, "epoch", self.epoch),
+                "step": getattr(err, "step", None),
+                "epochs_completed": self.state.epoch,
                 "task": getattr(self.cfg.task, "name", None),
                 "model": getattr(self.cfg.model, "name", None),
                 "seed": self.cfg.seed,
                 "experiment": self.experiment,
                 "config": self.config_yaml,
-                "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "failed_at": _now(),
             },
         )
 
-    def run(self) -> dict[str, Any]:
-        metrics_path = self.out_dir / METRICS_FILE
-        if self.cfg.trainer.skip_done and metrics_path.exists():
-            log.info("%s exists: skipping (trainer.skip_done=true)", metrics_path)
-            return json.loads(metrics_path.read_text())
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / FAILED_FILE).unlink(missing_ok=True)
-        write_text(self.out_dir / "config.yaml", self.config_yaml)
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        self.logger = None
-        try:
-            for s in previous:
-                signal.signal(s, _raise_interrupted)
-        except ValueError:  # not the main thread (some launchers): keep default handling
-            previous = {}
-        try:
-            self.setup()
-            self.logger = open_logger(self.cfg, self.experiment, self.out_dir)
-            if self.checkpoint_path.exists():
-                self.load_checkpoint()
-            self.fit()
-            metrics = self.metrics(self.test())
-            self.logger.summary(metrics)
-            write_json(metrics_path, metrics)
-            self.logger.finish(ok=True)
-            return metrics
-        except Interrupted as stop:
-            log.error(
-                "%s received after epoch %d; checkpoint kept in %s. Re-run the same command "
-                "with hydra.run.dir=%s to resume.",
-                stop,
-                getattr(getattr(self, "state", None), "epoch", 0),
-                self.out_dir,
-                self.out_dir,
+    def check_output_folder(self) -> None:
+        """Refuse to resume, or to count as done, a run of another configuration."""
+        stored = self.out_dir / CONFIG_FILE
+        has_results = (self.out_dir / METRICS_FILE).exists() or self.checkpoint_path.exists()
+        if not (has_results and stored.exists()):
+            return
+        changes = config_changes(stored.read_text(), self.config_yaml)
+        if changes:
+            raise OutputConflict(
+                f"{self.out_dir} holds a run of another configuration ({'; '.join(changes)}): "
+                "give this run its own output folder (hydra.run.dir=... or hydra.sweep.dir=...)"
+                " or delete that folder to start over"
             )
-            if self.logger is not None:
-                self.logger.finish(ok=False)
-            raise SystemExit(128 + stop.signum) from None
-        except Exception as err:
-            self.write_failure(f"{type(err).__name__}: {err}")
-            if self.logger is not None:
-                self.logger.finish(ok=False)
-            raise
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+
+    def interrupted_message(self, stop: Interrupted) -> str:
+        epochs = self.cfg.trainer.epochs
+        if self.epoch == 0:
+            where = "while setting up"
+        elif self.epoch > self.state.epoch:
+            where = f"during epoch {self.epoch} of {epochs}"
+        else:
+            where = f"after epoch {self.epoch} of {epochs}"
+        if self.saved_epoch:
+            kept = f"the checkpoint of epoch {self.saved_epoch} is kept in {self.out_dir}"
+        else:
+            kept = "no checkpoint had been written, so the run will start over"
+        return f"{stop} received {where}: stopped; {kept}. To resume, {self.resume_hint}"
+
+    def run(self) -> dict[str, Any]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.out_dir):
+            return self.run_alone()
+
+    def run_alone(self) -> dict[str, Any]:
+        metrics_path = self.out_dir / METRICS_FILE
+        self.check_output_folder()
+        if metrics_path.exists():
+            if self.cfg.trainer.skip_done:
+                log.info("%s exists: skipping this run (trainer.skip_done=true)", metrics_path)
+                return json.loads(metrics_path.read_text())
+            log.info("%s exists and trainer.skip_done=false: training from scratch", metrics_path)
+            for name in (METRICS_FILE, CHECKPOINT_FILE, HISTORY_FILE):
+                (self.out_dir / name).unlink(missing_ok=True)
+        (self.out_dir / FAILED_FILE).unlink(missing_ok=True)
+        write_text(self.out_dir / CONFIG_FILE, self.config_yaml)
+        with stop_on_signals():
+            try:
+                return self.train_and_test(metrics_path)
+            except Interrupted as stop:
+                self.logger.finish(exit_code=128 + stop.signum)
+                log.error(self.interrupted_message(stop))
+                raise SystemExit(128 + stop.signum) from None
+            except Exception as err:
+                self.write_failure(err)
+                log.error(
+                    "run failed: %s: %s (see %s)",
+                    type(err).__name__,
+                    err,
+                    self.out_dir / FAILED_FILE,
+                )
+                self.logger.finish(exit_code=1)
+                raise
+            except BaseException:  # a launcher's own exit, e.g. submitit requeueing a job
+                self.logger.finish(exit_code=1)
+                raise
+
+    def train_and_test(self, metrics_path: Path) -> dict[str, Any]:
+        self.setup()
+        if self.checkpoint_path.exists():
+            self.load_checkpoint()
+        log.info(
+            "%s on %s: %d parameters, device %s, %d threads, output in %s",
+            self.cfg.model.name,
+            self.task.name,
+            self.n_params,
+            self.device,
+            torch.get_num_threads(),
+            self.out_dir,
+        )
+        self.logger = open_logger(self.cfg, self.experiment, self.out_dir, self.state.logger_id)
+        self.state.logger_id = self.logger.run_id
+        self.fit()
+        metrics = self.metrics(self.test())
+        self.logger.summary(metrics)
+        self.logger.finish(exit_code=0)
+        write_json(metrics_path, metrics)  # last: a folder with metrics.json is a finished run
+        metric = self.task.metric.value
+        log.info(
+            "test %s=%.4g, test_loss=%.4g", metric, metrics[f"test/{metric}"], metrics["test_loss"]
+        )
+        return metrics
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict) or not node:
+        return {prefix.removesuffix("."): node}
+    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def config_changes(old_yaml: str, new_yaml: str) -> list[str]:
+    """The settings that affect results and differ between two run configs, as ``key: a -> b``."""
+    old, new = (_flat(yaml.safe_load(text) or {}) for text in (old_yaml, new_yaml))
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        runtime = any(key == k or key.startswith(f"{k}.") for k in RUNTIME_KEYS)
+        if not runtime and old.get(key, "(absent)") != new.get(key, "(absent)"):
+            changes.append(f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}")
+    return changes
 
 
 def train(
-    cfg: RunConfig, out_dir: Path, experiment: str | None = None, config_yaml: str = ""
+    cfg: RunConfig,
+    out_dir: Path,
+    experiment: str | None = None,
+    config_yaml: str = "",
+    resume_hint: str | None = None,
 ) -> dict:
-    """Train, test and write ``metrics.json`` into ``out_dir``; returns the metrics."""
+    """Train, test and write ``metrics.json`` into ``out_dir``; returns the metrics.
+
+    A folder that already holds a checkpoint of the same configuration resumes from it;
+    one with ``metrics.json`` returns it at once (``trainer.skip_done``). ``resume_hint``
+    completes the message printed on SIGINT/SIGTERM (how to resume).
+    """
     os.makedirs(out_dir, exist_ok=True)
-    return Trainer(cfg, out_dir, experiment, config_yaml).run()
+    return Trainer(cfg, out_dir, experiment, config_yaml, resume_hint).run()

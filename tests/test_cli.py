@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-TINY = [
-    "task=xor",
-    "task.train_samples=128",
-    "task.test_samples=64",
-    "trainer.epochs=2",
-    "model.hidden=8",
-    "trainer.threads=1",
-]
-
-
-def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "cfc_bench.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+from runs import TINY, cli
 
 
 def test_help_lists_subcommands(tmp_path: Path) -> None:
@@ -50,35 +26,6 @@ def test_train_help_shows_groups(tmp_path: Path) -> None:
     assert "model: " in out.stdout and "cfc, cfc_mmrnn" in out.stdout
     assert "task: " in out.stdout and "xor" in out.stdout
     assert not (tmp_path / "outputs").exists()  # --help creates no run folder
-
-
-def test_joblib_sweep_then_tables(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    out = cli(
-        "train",
-        "-m",
-        "model=cfc,lstm",
-        *TINY,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    metrics = sorted(p.relative_to(sweep).as_posix() for p in sweep.rglob("metrics.json"))
-    assert metrics == ["0_xor_cfc_seed0/metrics.json", "1_xor_lstm_seed0/metrics.json"]
-    assert "Warning" not in out.stderr  # no Hydra migration warnings
-
-    tables = tmp_path / "tables"
-    out = cli("tables", "--runs", str(sweep), "--out", str(tables), cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert not (tmp_path / "outputs").exists()  # tables makes no Hydra folder
-    table = pd.read_csv(tables / "xor.csv")
-    ran = table[table["n"] > 0]
-    assert ran["model"].tolist() == ["cfc", "lstm"]
-    assert ran["cfc_speedup"].iloc[0] == 1.0 and ran["cfc_speedup"].iloc[1] > 0
-    assert "| cfc |" in out.stdout and "| lstm |" in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,97 @@
+"""Sweep summary: at the end of a multirun, which jobs finished, failed (and why) or stopped.
+
+Registered as a Hydra callback in conf/config.yaml; it runs in the process that launched
+the sweep, whatever the launcher, and reads only the job folders (every folder below the
+sweep folder with a ``.hydra`` subfolder): ``metrics.json`` = done (``skipped`` when it was
+already there at the start), ``failed.json`` = failed, neither = incomplete (killed or
+interrupted; launching the sweep again resumes it). The summary is logged, written to
+``<sweep dir>/summary.json``, and the command exits with status 1 when a job failed or
+is incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from cfc_bench.io import write_json
+from cfc_bench.trainer import FAILED_FILE, METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in sweep_dir.rglob(".hydra") if p.is_dir())
+
+
+def finished(sweep_dir: Path) -> dict[str, int]:
+    """The modification time of every job's metrics.json, by job folder."""
+    return {
+        str(job.relative_to(sweep_dir)): (job / METRICS_FILE).stat().st_mtime_ns
+        for job in job_dirs(sweep_dir)
+        if (job / METRICS_FILE).exists()
+    }
+
+
+def summarise(sweep_dir: Path, done_before: dict[str, int]) -> dict[str, Any]:
+    """Jobs of a sweep folder by outcome; ``done_before`` is :func:`finished` at the start."""
+    summary: dict[str, Any] = {
+        "sweep_dir": str(sweep_dir),
+        "done": [],
+        "skipped": [],
+        "failed": [],
+        "incomplete": [],
+    }
+    done_now = finished(sweep_dir)
+    for job in job_dirs(sweep_dir):
+        name = str(job.relative_to(sweep_dir))
+        if name in done_now:
+            summary["skipped" if done_before.get(name) == done_now[name] else "done"].append(name)
+        elif (job / FAILED_FILE).exists():
+            try:
+                failure = json.loads((job / FAILED_FILE).read_text())
+                reason, epoch = failure.get("reason"), failure.get("epoch")
+            except (OSError, ValueError) as err:
+                reason, epoch = f"unreadable {FAILED_FILE}: {err}", None
+            summary["failed"].append({"job": name, "reason": reason, "epoch": epoch})
+        else:
+            summary["incomplete"].append(name)
+    summary["jobs"] = sum(len(summary[k]) for k in ("done", "skipped", "failed", "incomplete"))
+    return summary
+
+
+class SweepSummary(Callback):
+    def __init__(self) -> None:
+        self.done_before: dict[str, int] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.done_before = finished(sweep_dir) if sweep_dir.is_dir() else {}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = summarise(sweep_dir, self.done_before)
+        write_json(sweep_dir / SUMMARY_FILE, summary)
+        log.info(
+            "sweep %s: %d jobs: %d done, %d skipped (done before), %d failed, %d incomplete",
+            sweep_dir,
+            summary["jobs"],
+            *(len(summary[k]) for k in ("done", "skipped", "failed", "incomplete")),
+        )
+        for failure in summary["failed"]:
+            log.error("failed: %s: %s", failure["job"], failure["reason"])
+        for name in summary["incomplete"]:
+            log.error("incomplete: %s (launch the sweep again to resume it)", name)
+        if summary["failed"] or summary["incomplete"]:
+            raise SystemExit(
+                f"cfc-bench train: {len(summary['failed'])} failed and "
+                f"{len(summary['incomplete'])} incomplete of {summary['jobs']} jobs; "
+                f"see {sweep_dir / SUMMARY_FILE}"
+            )

@@ -1,0 +1,146 @@
+"""Runs stopped at any moment resume to the same result; finished runs are not redone."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from runs import SLOW_EPOCHS, TIMEOUT, cli, read_json, start, wait_into_epoch
+
+from cfc_bench.config import compose
+from cfc_bench.trainer import OutputConflict, config_changes, exclusive, train
+
+LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[[\w.]+\]\[[A-Z]+\] - ")
+
+
+def checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = start("train", *SLOW_EPOCHS, f"hydra.run.dir={reference_dir}", cwd=tmp_path)
+    victim = start("train", *SLOW_EPOCHS, f"hydra.run.dir={killed_dir}", cwd=tmp_path)
+    wait_into_epoch(victim, killed_dir, done=2)
+    victim.kill()
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    # Killed inside epoch 3: epochs 1-2 are on disk, epoch 3 is not.
+    assert len(pd.read_csv(killed_dir / "history.csv")) == 2
+    before = checkpoint(killed_dir)
+    assert before["state"]["epoch"] == 2
+    assert not (killed_dir / "metrics.json").exists()
+
+    resumed = cli("train", *SLOW_EPOCHS, f"hydra.run.dir={killed_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {killed_dir / 'checkpoint.pt'} after epoch 2" in resumed.stdout
+    out, err = reference.communicate(timeout=TIMEOUT)
+    assert reference.returncode == 0, err[-3000:]
+
+    expected, got = (
+        read_json(reference_dir / "metrics.json"),
+        read_json(killed_dir / "metrics.json"),
+    )
+    assert got["test/accuracy"] == expected["test/accuracy"]
+    assert got["test_loss"] == expected["test_loss"]
+    history, expected_history = (
+        pd.read_csv(d / "history.csv") for d in (killed_dir, reference_dir)
+    )
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # every epoch once
+    for column in ("train_loss", "lr"):
+        assert history[column].tolist() == expected_history[column].tolist()
+    weights, expected_weights = checkpoint(killed_dir)["model"], checkpoint(reference_dir)["model"]
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in expected_weights)
+    # Timing state carried over: epochs 1-2 timed by the killed process, 3-4 by the resumed one.
+    assert history["epoch_s"].iloc[:2].tolist() == before["state"]["epoch_s"]
+    assert got["time/train_s"] == pytest.approx(history["epoch_s"].sum())
+    assert (got["resumes"], expected["resumes"]) == (1, 0)
+    assert got["started_at"] == before["state"]["started_at"]
+    assert got["epochs"] == 4
+
+    # The log file in the run folder holds the lines printed on the console.
+    console = [line for line in out.splitlines() if LOG_LINE.match(line)]
+    assert console == (reference_dir / "train.log").read_text().splitlines()
+    assert len(console) == 6  # start, 4 epochs, test
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_checkpoint_and_exits_with_resume_hint(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    run_dir = tmp_path / "run"
+    proc = start("train", *SLOW_EPOCHS, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_into_epoch(proc, run_dir, done=1)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 128 + signum
+    message = (
+        f"{signal.Signals(signum).name} received during epoch 2 of 4: stopped; the checkpoint "
+        f"of epoch 1 is kept in {run_dir}. To resume, run the same command again with "
+        f"hydra.run.dir={run_dir}"
+    )
+    assert message in out
+    assert message in (run_dir / "train.log").read_text()
+    assert "Traceback" not in err
+    assert checkpoint(run_dir)["state"]["epoch"] == 1
+    assert len(pd.read_csv(run_dir / "history.csv")) == 1
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "failed.json").exists()
+    assert not list(run_dir.glob(".*.tmp"))  # no half-written file left behind
+
+
+SMALL = ["task=xor", "task.train_samples=128", "task.test_samples=64", "trainer.epochs=2"]
+SMALL += ["model.hidden=8", "trainer.progress=false", "device=cpu"]
+CONFIG = "trainer:\n  lr: 0.001\n  threads: null\nlogger:\n  kind: none\n"
+
+
+def test_skip_done_returns_recorded_metrics_and_false_trains_again(tmp_path: Path) -> None:
+    cfg, run_dir = compose(SMALL), tmp_path / "run"
+    first = train(cfg, run_dir, config_yaml=CONFIG)
+    stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+    assert train(cfg, run_dir, config_yaml=CONFIG) == read_json(run_dir / "metrics.json")
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == stamp  # returned at once
+
+    cfg.trainer.skip_done = False
+    again = train(cfg, run_dir, config_yaml=CONFIG)
+    assert (run_dir / "metrics.json").stat().st_mtime_ns != stamp
+    assert again["resumes"] == 0  # trained from scratch, not resumed from the old checkpoint
+    assert again["test_loss"] == first["test_loss"]
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [1, 2]
+
+
+def test_folder_of_another_configuration_is_left_alone(tmp_path: Path) -> None:
+    cfg, run_dir = compose(SMALL), tmp_path / "run"
+    train(cfg, run_dir, config_yaml=CONFIG)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    other = CONFIG.replace("lr: 0.001", "lr: 0.01")
+    with pytest.raises(
+        OutputConflict, match=r"another configuration \(trainer.lr: 0.001 -> 0.01\)"
+    ):
+        train(cfg, run_dir, config_yaml=other)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    # Settings that do not change results (threads, logging) may differ.
+    runtime_only = CONFIG.replace("threads: null", "threads: 4").replace("none", "wandb")
+    assert train(cfg, run_dir, config_yaml=runtime_only) == read_json(run_dir / "metrics.json")
+
+
+def test_folder_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with exclusive(run_dir):  # as a run of another process would hold it
+        with pytest.raises(OutputConflict, match=f"is in use by pid {os.getpid()} on "):
+            train(compose(SMALL), run_dir, config_yaml=CONFIG)
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing else touched
+    with exclusive(run_dir):  # released when its holder is done
+        pass
+
+
+def test_config_changes_lists_result_settings_only() -> None:
+    old = "model:\n  hidden: 8\ntrainer:\n  lr: 0.1\n  threads: 1\ndevice: cpu\ndata:\n  root: /a\n"
+    new = "model:\n  hidden: 16\n  extra: 1\ntrainer:\n  lr: 0.1\n  threads: 2\ndevice: cuda\n"
+    assert config_changes(old, new) == ["model.extra: (absent) -> 1", "model.hidden: 8 -> 16"]
+    assert config_changes(old, old) == []

@@ -505,12 +505,28 @@ def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskRe
         title = f"{task}: {METRIC_LABEL[metric]}, mean ± std over seeds (n)"
         markdown = f"## {title}\n\n{to_markdown(display(table, metric))}"
         if len(task_failed):
-            markdown += "\nFailed runs:\n\n" + "".join(
-                f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} ({r.get('path')})\n"
-                for r in task_failed.to_dict("records")
-            )
+            markdown += "\n" + failed_markdown(task_failed)
         results[task] = TaskResult(task, metric, table, markdown)
     return results
+
+
+def failed_markdown(failed: pd.DataFrame) -> str:
+    """The list of failed runs printed under a task's table."""
+    return "Failed runs:\n\n" + "".join(
+        f"- {r.get('model')} seed {r.get('seed')}: {r.get('reason')} ({r.get('path')})\n"
+        for r in failed.to_dict("records")
+    )
+
+
+def failed_only(gathered: Gathered, results: dict[str, TaskResult]) -> dict[str, str]:
+    """Tasks whose every run failed: no table to put their failures under, so a note each."""
+    failed = gathered.failed
+    if not len(failed) or "task" not in failed:
+        return {}
+    return {
+        task: f"## {task}: no finished runs\n\n{failed_markdown(failed[failed['task'] == task])}"
+        for task in sorted(set(failed["task"].dropna()) - set(results))
+    }
 
 
 def write_tables(results: dict[str, TaskResult], out_dir: Path) -> None:
@@ -723,6 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     write_tables(results, args.out)
     if not results:
         print(f"no metrics.json found below {args.runs}", file=sys.stderr)
+    for note in failed_only(gathered, results).values():
+        print(note)
     figures: dict[str, Path] = {}
     scaling: list[Path] = []
     if args.figures is not None:

@@ -315,3 +315,17 @@ def test_missing_folder_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--runs", str(tmp_path), "--out", str(tmp_path / "t")]) == 0
     assert "no metrics.json found" in capsys.readouterr().err
+
+
+def test_task_whose_runs_all_failed_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "runs" / "walker_ltc"
+    folder.mkdir(parents=True)
+    (folder / "failed.json").write_text(
+        json.dumps({"task": "walker", "model": "ltc", "seed": 1, "reason": "TrainingError: nan"})
+    )
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "## walker: no finished runs" in out
+    assert f"- ltc seed 1: TrainingError: nan ({folder})" in out

@@ -32,8 +32,67 @@ lint: install
 	$(BIN)/ruff check cfc_bench tests data_scripts
 	$(BIN)/ruff format --check cfc_bench tests data_scripts
 
+# Tables, results/README.md (what reproduces, computed from the tables) and the figures
+# results/figures/<task>_metric_vs_time.png from every run under results/runs, plus the
+# scaling figures of the `cfc-bench bench --sweep` CSVs under results/bench.
 tables: install
-	$(BIN)/cfc-bench tables --runs results/runs --out results/tables
+	mkdir -p results/runs
+	$(BIN)/cfc-bench tables --runs results/runs --out results/tables \
+		--reported results/paper/reported.csv --readme results/README.md \
+		--figures results/figures --bench results/bench
 
 clean:
 	rm -rf outputs build dist *.egg-info .pytest_cache
+
+# Paper reproduction of one task: every preset conf/experiment/$(TASK)_<model>.yaml, every
+# seed, in one Hydra multirun into the fixed folder $(RUNS)/$(TASK)/<model>/seed<N>:
+#   make reproduce TASK=walker [SEEDS=0,1,2] [MODELS=cfc,lstm] [ARGS="device=cuda"]
+# Resumable: run the same command again after an interruption; finished runs are skipped
+# (metrics.json), interrupted ones resume from checkpoint.pt. ARGS adds Hydra overrides; a
+# run whose settings differ from those already in its folder stops with an error, so give
+# trials with a reduced budget their own RUNS folder, e.g.
+#   make reproduce TASK=xor MODELS=cfc,lstm SEEDS=0 RUNS=outputs/smoke ARGS="trainer.epochs=2"
+# `make tables` then turns results/runs into tables beside the paper's numbers.
+TASK ?=
+SEEDS ?= 0,1,2
+MODELS ?= cfc,cfc_nogate,cfs,cfc_mmrnn,ltc,ode_rnn,lstm,gru_d,ode_lstm
+RUNS ?= results/runs
+ARGS ?=
+comma := ,
+
+.PHONY: reproduce
+
+reproduce: install
+	@test -n "$(TASK)" || { echo "usage: make reproduce TASK=xor|physionet|person_activity|walker|et_smnist [SEEDS=0,1,2] [MODELS=cfc,lstm,...] [RUNS=results/runs] [ARGS=...]" >&2; exit 2; }
+	$(BIN)/cfc-bench train -m experiment=$(TASK)_$(subst $(comma),$(comma)$(TASK)_,$(MODELS)) \
+		seed=$(SEEDS) hydra.sweep.dir=$(RUNS)/$(TASK) \
+		'hydra.sweep.subdir=$${model.name}/seed$${seed}' $(ARGS)
+
+# Speed of every model on this machine, `cfc-bench bench`: one table and one CSV per setting
+# in results/bench (times are medians; ratios are to our CfC of the same run):
+#   (a) B=128 T=100 I=82 H=256, CfC backbone 2x64 silu: ours vs ncps' CfC, ODE-RNN (RK4 and
+#       dopri5), LSTM. (LTC at H=256 needs tens of GB for its backward pass: see (c).)
+#   (b) B=256 T=64 I=17 H=64, CfC backbone 1x256 silu: ours vs ncps' CfC
+#   (c) B=128 T=100 I=82 H=64: LTC (6 unfolds) vs ncps' LTC, and CfC, ODE-RNN, LSTM at the
+#       same hidden size (the paper's time per step relative to CfC)
+# One thread by default: the machine is shared, and a second thread times the neighbours.
+#   make bench [BENCH_DEVICE=cuda] [BENCH_THREADS=2] [BENCH_REPEATS=5]
+BENCH_DEVICE ?= cpu
+BENCH_THREADS ?= 1
+BENCH_REPEATS ?= 5
+BENCH := $(BIN)/cfc-bench bench --device $(BENCH_DEVICE) --out results/bench \
+	$(if $(BENCH_THREADS),--threads $(BENCH_THREADS))
+SILU := --set model.backbone_activation=silu
+
+.PHONY: bench
+
+bench: install
+	$(BENCH) --tag a_cfc_B128_T100_I82_H256 --batch 128 --steps 100 --inputs 82 --hidden 256 \
+		--models cfc,ncps_cfc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats $(BENCH_REPEATS) \
+		--set model.backbone_layers=2 --set model.backbone_units=64 $(SILU)
+	$(BENCH) --tag b_cfc_B256_T64_I17_H64 --batch 256 --steps 64 --inputs 17 --hidden 64 \
+		--models cfc,ncps_cfc,lstm --repeats $$((2 * $(BENCH_REPEATS))) \
+		--set model.backbone_layers=1 --set model.backbone_units=256 $(SILU)
+	$(BENCH) --tag c_ltc_B128_T100_I82_H64 --batch 128 --steps 100 --inputs 82 --hidden 64 \
+		--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm \
+		--repeats $$(( ($(BENCH_REPEATS) + 1) / 2 ))

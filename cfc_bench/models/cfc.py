@@ -4,29 +4,50 @@ With ``z = backbone([x_t ; h_{t-1}])`` and heads ``f1, f2, ta, tb`` (one fused m
   default  h = tanh(f1)·(1 − s) + s·tanh(f2),  s = sigmoid(ta·dt + tb)
   no_gate  h = tanh(f1) + s·tanh(f2)
   pure     h = −A·exp(−dt·(|w_tau| + |f1|))·f1 + A      (Cf-S, the direct solution)
+The backbone is ``backbone_layers`` linear layers, each followed by the activation (and,
+from the second layer on, by dropout); with no layers the heads read ``[x_t ; h_{t-1}]``.
 With ``mixed_memory`` an LSTM cell first updates ``(h, c)`` from ``x_t`` and the CfC
 update then reads the LSTM's output state (CfC-mmRNN).
 
 Numerically equal to ``ncps.torch.CfC`` given the same weights (tests/test_parity_ncps.py),
 except that ``dt`` is always ``[B,1]`` per sample, so a batch whose size equals the hidden
 size never broadcasts time across units.
+
+Speed (CPU, ``make bench``): the time loop is one autograd node, :class:`Recurrence`, with
+the backward pass through time written out; step-by-step autograd records ~15 nodes and
+their saved tensors per step, which on CPU cost about as much as the matrix products.
+The inputs' share of the first layer (and of the LSTM) is applied to all steps at once
+before the loop, weight gradients accumulate in place, and ``tanh`` is evaluated as
+``2·sigmoid(2x) − 1`` (torch's CPU tanh is about 6× slower than its sigmoid). The
+gradients are checked against finite differences (tests/test_cfc_grad.py) and against
+autograd through ncps (tests/test_parity_ncps.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+
+LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
+
+
+def fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` computed as ``2·sigmoid(2x) − 1``: the same function, faster on CPU."""
+    return torch.sigmoid(2 * x).mul_(2).sub_(1)
 
 
 class LeCunTanh(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 1.7159 * torch.tanh(0.666 * x)
+        return LECUN_SCALE * fast_tanh(LECUN_SLOPE * x)
 
 
 class Activation(Enum):
@@ -54,7 +75,7 @@ class CfCConfig(ModelConfig):
     backbone_dropout: float = 0.0
     mixed_memory: bool = False
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
-    init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None = torch default
+    init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
 
     def build(self, io: SequenceIO) -> CfC:
         return CfC(self, io)
@@ -65,8 +86,24 @@ def activation(kind: Activation | str) -> nn.Module:
     return (Activation[kind] if isinstance(kind, str) else kind).value()
 
 
+# Derivative of each backbone activation ``y = act(a)``: (grad of y, a, y) -> grad of a.
+ACTIVATION_GRADS: dict[Activation, Callable[..., torch.Tensor]] = {
+    Activation.silu: lambda g, a, y: torch.ops.aten.silu_backward(g, a),
+    Activation.relu: lambda g, a, y: torch.ops.aten.threshold_backward(g, y, 0),
+    Activation.tanh: lambda g, a, y: torch.ops.aten.tanh_backward(g, y),
+    Activation.gelu: lambda g, a, y: torch.ops.aten.gelu_backward(g, a),
+    Activation.lecun_tanh: lambda g, a, y: (
+        torch.ops.aten.tanh_backward(g, y / LECUN_SCALE) * (LECUN_SCALE * LECUN_SLOPE)
+    ),
+}
+
+
 class MixedMemoryLSTM(nn.Module):
-    """The LSTM cell of CfC-mmRNN (as ncps' LSTMCell, with a configurable forget bias)."""
+    """The LSTM cell of CfC-mmRNN (as ncps' LSTMCell, with a configurable forget bias).
+
+    Gates ``i, ig, fg, og = input_map(x) + recurrent_map(h)``;
+    ``c' = c·σ(fg + forget_bias) + tanh(i)·σ(ig)``, ``h' = tanh(c')·σ(og)``.
+    """
 
     def __init__(self, input_size: int, hidden: int, forget_bias: float):
         super().__init__()
@@ -77,19 +114,15 @@ class MixedMemoryLSTM(nn.Module):
         nn.init.uniform_(self.input_map.bias, -0.1, 0.1)
         nn.init.orthogonal_(self.recurrent_map.weight)
 
-    def step(
-        self, x_proj: torch.Tensor, h: torch.Tensor, c: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One update from the pre-computed input projection ``input_map(x_t)``."""
-        i, ig, fg, og = (x_proj + self.recurrent_map(h)).chunk(4, dim=-1)
-        c = c * torch.sigmoid(fg + self.forget_bias) + torch.tanh(i) * torch.sigmoid(ig)
-        return torch.tanh(c) * torch.sigmoid(og), c
-
 
 class CfC(SequenceModel):
     def __init__(self, cfg: CfCConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
         self.mode = CfCMode(cfg.mode)
+        kind = cfg.backbone_activation
+        self.activation = Activation[kind] if isinstance(kind, str) else kind
+        self.act = activation(self.activation)
+        self.dropout = cfg.backbone_dropout
         hidden = cfg.hidden
         width = io.input_size + hidden
         layers = []
@@ -97,9 +130,6 @@ class CfC(SequenceModel):
             layers.append(nn.Linear(width, cfg.backbone_units))
             width = cfg.backbone_units
         self.backbone = nn.ModuleList(layers)
-        self.act = activation(cfg.backbone_activation)
-        # As in the reference code and ncps, dropout follows the second and later layers only.
-        self.dropout = nn.Dropout(cfg.backbone_dropout)
         n_heads = 1 if self.mode is CfCMode.pure else 4  # [f1, f2, ta, tb] fused
         self.heads = nn.Linear(width, n_heads * hidden)
         if self.mode is CfCMode.pure:
@@ -114,38 +144,242 @@ class CfC(SequenceModel):
             MixedMemoryLSTM(io.input_size, hidden, cfg.forget_bias) if cfg.mixed_memory else None
         )
 
-    def update(self, heads: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        """New state from the heads' pre-activations and the elapsed time ``dt [B,1]``."""
-        if self.mode is CfCMode.pure:
-            return -self.A * torch.exp(-dt * (self.w_tau.abs() + heads.abs())) * heads + self.A
-        f1, f2, ta, tb = heads.chunk(4, dim=-1)
-        f1, f2 = torch.tanh(f1), torch.tanh(f2)
-        s = torch.sigmoid(ta * dt + tb)
-        if self.mode is CfCMode.no_gate:
-            return f1 + s * f2
-        return f1 * (1.0 - s) + s * f2
-
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, steps, n_in = x.shape
+        if dt.requires_grad:
+            raise ValueError("CfC gives no gradient for the elapsed times dt; pass dt.detach()")
+        n_in = x.shape[2]
+        xs = x.transpose(0, 1)  # time-major, so that each step's slice is contiguous
         first = self.backbone[0] if len(self.backbone) else self.heads
-        # The input half of the first layer is applied to all steps at once, outside the loop;
-        # unbind (not x[:, t]) keeps the backward pass from scattering into the whole sequence.
-        x_proj = F.linear(x, first.weight[:, :n_in], first.bias).unbind(1)
-        w_rec = first.weight[:, n_in:]
-        dts = dt.to(x.dtype).unsqueeze(-1).unbind(1)
-        lstm_in = self.lstm.input_map(x).unbind(1) if self.lstm is not None else None
-        h = x.new_zeros(batch, self.readout.in_features)
+        x_proj = F.linear(xs, first.weight[:, :n_in], first.bias)
+        lstm_proj = self.lstm.input_map(xs) if self.lstm is not None else None
+        hidden = [t for layer in self.backbone[1:] for t in (layer.weight, layer.bias)]
+        heads = (self.heads.weight, self.heads.bias) if len(self.backbone) else (None, None)
+        pure = (self.A, self.w_tau) if self.mode is CfCMode.pure else (None, None)
+        lstm_rec = self.lstm.recurrent_map.weight if self.lstm is not None else None
+        hs = Recurrence.apply(
+            self,
+            torch.is_grad_enabled(),
+            x_proj,
+            lstm_proj,
+            dt.to(x.dtype).t().unsqueeze(-1),
+            first.weight[:, n_in:],
+            *heads,
+            *pure,
+            lstm_rec,
+            *hidden,
+        )
+        return hs.transpose(0, 1)
+
+
+Tape = tuple[torch.Tensor, ...]  # what a step keeps for its backward pass
+
+
+def lstm_step(
+    gates_in: torch.Tensor, h: torch.Tensor, c: torch.Tensor, rec: torch.Tensor, forget_bias: float
+) -> tuple[torch.Tensor, torch.Tensor, Tape]:
+    """Mixed-memory LSTM step from ``gates_in = input_map(x_t)``; returns ``h, c, tape``."""
+    i, ig, fg, og = torch.addmm(gates_in, h, rec.t()).chunk(4, dim=-1)
+    ti, si, sf, so = (
+        fast_tanh(i),
+        torch.sigmoid(ig),
+        torch.sigmoid(fg + forget_bias),
+        torch.sigmoid(og),
+    )
+    c_new = torch.addcmul(c * sf, ti, si)
+    tc = fast_tanh(c_new)
+    return tc * so, c_new, (h, c, ti, si, sf, so, tc)
+
+
+def lstm_step_grad(
+    dh: torch.Tensor, dc: torch.Tensor, tape: Tape
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the gates' pre-activations and of the incoming cell state."""
+    _, c, ti, si, sf, so, tc = tape
+    dc = torch.addcmul(dc, dh * so, 1 - tc * tc)
+    d_i = dc * si * (1 - ti * ti)
+    d_ig = dc * ti * si * (1 - si)
+    d_fg = dc * c * sf * (1 - sf)
+    d_og = dh * tc * so * (1 - so)
+    return torch.cat([d_i, d_ig, d_fg, d_og], dim=1), dc * sf
+
+
+def update_step(
+    mode: CfCMode,
+    p: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor | None,
+    w_tau: torch.Tensor | None,
+) -> tuple[torch.Tensor, Tape]:
+    """The CfC update from the heads' pre-activations ``p`` and ``dt [B,1]``; ``h, tape``.
+
+    ``tanh(f) = 2σ(2f) − 1``, so the gated update is ``2·lerp(σ(2f1), σ(2f2), s) − 1``.
+    """
+    if mode is CfCMode.pure:
+        e = torch.exp(-dt * (w_tau.abs() + p.abs()))
+        return A - A * e * p, (p, e)
+    hidden = p.shape[1] // 4
+    sig = torch.sigmoid(2 * p[:, : 2 * hidden])  # σ(2·f1), σ(2·f2)
+    s = torch.sigmoid(torch.addcmul(p[:, 3 * hidden :], p[:, 2 * hidden : 3 * hidden], dt))
+    s1, s2 = sig[:, :hidden], sig[:, hidden:]
+    if mode is CfCMode.no_gate:
+        h = torch.addcmul(2 * s1 - 1, s, 2 * s2 - 1)
+    else:
+        h = torch.lerp(s1, s2, s).mul_(2).sub_(1)
+    return h, (sig, s)
+
+
+def update_step_grad(
+    mode: CfCMode,
+    dh: torch.Tensor,
+    tape: Tape,
+    dt: torch.Tensor,
+    A: torch.Tensor | None,
+    w_tau: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Gradient of ``p`` (and, for Cf-S, of ``A`` and ``w_tau``) from that of ``h``."""
+    if mode is CfCMode.pure:
+        p, e = tape
+        dp = -dh * A * e * (1 - dt * p.abs())
+        dA = (dh * (1 - e * p)).sum(0, keepdim=True)
+        dw = (dh * A * e * p * dt).sum(0, keepdim=True) * w_tau.sign()
+        return dp, dA, dw
+    sig, s = tape
+    hidden = s.shape[1]
+    s1, s2 = sig[:, :hidden], sig[:, hidden:]
+    dh_s = dh * s
+    if mode is CfCMode.no_gate:  # h = tanh(f1) + s·tanh(f2)
+        d_tanh = torch.cat([dh, dh_s], dim=1)
+        d_s = dh * (2 * s2 - 1)
+    else:  # h = tanh(f1)·(1 − s) + s·tanh(f2)
+        d_tanh = torch.cat([dh - dh_s, dh_s], dim=1)
+        d_s = 2 * dh * (s2 - s1)
+    d_f = d_tanh.mul_(4 * torch.addcmul(sig, sig, sig, value=-1))  # tanh'(f) = 4σ(2f)(1 − σ(2f))
+    d_gate = d_s.mul_(torch.addcmul(s, s, s, value=-1))
+    return torch.cat([d_f, d_gate * dt, d_gate], dim=1), None, None
+
+
+class Recurrence(torch.autograd.Function):
+    """The CfC time loop as one autograd node, with backpropagation through time by hand.
+
+    Inputs (time-major): ``x_proj [T,B,·]``, the inputs' share of the first layer (bias
+    included); ``lstm_proj [T,B,4H]``, the LSTM's ``input_map(x)`` (or None); ``dt [T,B,1]``;
+    then the recurrent weights: ``w_rec`` (the state's share of the first layer), the heads
+    (None when the first layer is the heads), ``A, w_tau`` (Cf-S), the LSTM's recurrent
+    matrix, and weight and bias of every backbone layer after the first. Returns ``h [T,B,H]``.
+    ``keep`` False (inference) skips storing what the backward pass needs.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        model: CfC,
+        keep: bool,
+        x_proj: torch.Tensor,
+        lstm_proj: torch.Tensor | None,
+        dt: torch.Tensor,
+        w_rec: torch.Tensor,
+        heads_w: torch.Tensor | None,
+        heads_b: torch.Tensor | None,
+        A: torch.Tensor | None,
+        w_tau: torch.Tensor | None,
+        lstm_rec: torch.Tensor | None,
+        *hidden: torch.Tensor,
+    ) -> torch.Tensor:
+        layers = list(zip(hidden[0::2], hidden[1::2], strict=True))
+        drop = model.dropout if model.training else 0.0
+        h = x_proj.new_zeros(x_proj.shape[1], w_rec.shape[1])
         c = torch.zeros_like(h)
-        out = []
-        for t in range(steps):
-            if lstm_in is not None:
-                h, c = self.lstm.step(lstm_in[t], h, c)
-            z = x_proj[t] + F.linear(h, w_rec)
-            if len(self.backbone):
-                z = self.act(z)
-                for layer in self.backbone[1:]:
-                    z = self.dropout(self.act(layer(z)))
-                z = self.heads(z)
-            h = self.update(z, dts[t])
-            out.append(h)
-        return torch.stack(out, dim=1)
+        hs, tapes = [], []
+        for t in range(x_proj.shape[0]):
+            lstm_tape = None
+            if lstm_rec is not None:
+                h, c, lstm_tape = lstm_step(lstm_proj[t], h, c, lstm_rec, model.lstm.forget_bias)
+            p = torch.addmm(x_proj[t], h, w_rec.t())
+            layer_tapes = []
+            if heads_w is not None:
+                a = p
+                for k in range(len(layers) + 1):
+                    if k:
+                        w, b = layers[k - 1]
+                        a = torch.addmm(b, layer_tapes[-1][3], w.t())
+                    y = model.act(a)
+                    # Dropout follows the second and later layers (as ncps; same random draws).
+                    mask = F.dropout(torch.ones_like(y), drop) if k and drop else None
+                    layer_tapes.append((a, y, mask, y if mask is None else y * mask))
+                p = torch.addmm(heads_b, layer_tapes[-1][3], heads_w.t())
+            h_in = h
+            h, update_tape = update_step(model.mode, p, dt[t], A, w_tau)
+            hs.append(h)
+            if keep:
+                tapes.append((h_in, lstm_tape, layer_tapes, update_tape))
+        if keep:
+            # Saved as autograd saves (freed after the backward pass unless retain_graph).
+            leaves, ctx.tape_layout = tree_flatten(tapes)
+            ctx.model = model
+            ctx.save_for_backward(dt, w_rec, heads_w, A, w_tau, lstm_rec, *hidden, *leaves)
+        return torch.stack(hs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, d_hs: torch.Tensor) -> tuple:
+        dt, w_rec, heads_w, A, w_tau, lstm_rec, *rest = ctx.saved_tensors
+        model = ctx.model
+        n_hidden = 2 * (len(model.backbone) - 1) if heads_w is not None else 0
+        hidden, tapes = rest[:n_hidden], tree_unflatten(rest[n_hidden:], ctx.tape_layout)
+        act_grad = ACTIVATION_GRADS[model.activation]
+        hidden_w = hidden[0::2]
+        batch = d_hs.shape[1]
+
+        def zeros_t(w):  # a weight's gradient, accumulated as [in, out] (faster products)
+            return None if w is None else w.new_zeros(w.shape[1], w.shape[0])
+
+        g_rec, g_heads, g_lstm = zeros_t(w_rec), zeros_t(heads_w), zeros_t(lstm_rec)
+        g_heads_b = None if heads_w is None else d_hs.new_zeros(batch, heads_w.shape[0])
+        g_hidden = [(zeros_t(w), d_hs.new_zeros(batch, w.shape[0])) for w in hidden_w]
+        g_A = g_w_tau = None
+        if A is not None:
+            g_A, g_w_tau = torch.zeros_like(A), torch.zeros_like(w_tau)
+        d_x, d_lstm_x = [], []
+        dh = torch.zeros_like(d_hs[0])
+        dc = torch.zeros_like(dh)
+        for t in reversed(range(len(tapes))):
+            h_in, lstm_tape, layer_tapes, update_tape = tapes[t]
+            dh = dh + d_hs[t]
+            dp, dA, dw = update_step_grad(model.mode, dh, update_tape, dt[t], A, w_tau)
+            if dA is not None:
+                g_A += dA
+                g_w_tau += dw
+            if heads_w is not None:
+                g_heads.addmm_(layer_tapes[-1][3].t(), dp)
+                g_heads_b += dp
+                dz = dp @ heads_w
+                for k in reversed(range(len(layer_tapes))):
+                    a, y, mask, _ = layer_tapes[k]
+                    dp = act_grad(dz if mask is None else dz * mask, a, y)
+                    if k:
+                        g_hidden[k - 1][0].addmm_(layer_tapes[k - 1][3].t(), dp)
+                        g_hidden[k - 1][1].add_(dp)
+                        dz = dp @ hidden_w[k - 1]
+            d_x.append(dp)  # dp is now the gradient of the first layer's pre-activation
+            g_rec.addmm_(h_in.t(), dp)
+            dh = dp @ w_rec
+            if lstm_tape is not None:
+                d_gates, dc = lstm_step_grad(dh, dc, lstm_tape)
+                d_lstm_x.append(d_gates)
+                g_lstm.addmm_(lstm_tape[0].t(), d_gates)
+                dh = d_gates @ lstm_rec
+        d_hidden = [g for gw, gb in g_hidden for g in (gw.t(), gb.sum(0))]
+        return (
+            None,
+            None,
+            torch.stack(d_x[::-1]),
+            torch.stack(d_lstm_x[::-1]) if lstm_rec is not None else None,
+            None,
+            g_rec.t(),
+            None if heads_w is None else g_heads.t(),
+            None if heads_w is None else g_heads_b.sum(0),
+            g_A,
+            g_w_tau,
+            None if lstm_rec is None else g_lstm.t(),
+            *d_hidden,
+        )

@@ -1,0 +1,205 @@
+"""`cfc-bench bench`: CSV layout, ratios, sweeps and plots, argument errors, memory meter.
+
+Tiny sizes and two timed runs: these tests check what is recorded, never how fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from test_parity_ncps import copy_into_ncps  # tests/ is on the path (pytest's rootdir mode)
+
+from cfc_bench.bench import (
+    COLUMNS,
+    LiveTensorBytes,
+    NcpsSequence,
+    add_ratios,
+    main,
+    ncps_model,
+    plot_sweep,
+)
+from cfc_bench.config import config_names
+from cfc_bench.models.base import SequenceIO
+from cfc_bench.models.cfc import CfCConfig
+
+TINY = ["--batch", "3", "--steps", "4", "--inputs", "2", "--hidden", "5", "--threads", "1"]
+TINY += ["--repeats", "2", "--warmup", "1"]
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def bench_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    args = [*TINY, "--models", "cfc,lstm,ncps_cfc", "--out", str(out), "--tag", "tiny"]
+    args += ["--set", "model.backbone_layers=2", "--set", "model.backbone_activation=silu"]
+    assert main(args) == 0
+    return out / "tiny.csv"
+
+
+def test_csv_has_every_column_and_one_row_per_model(bench_csv: Path) -> None:
+    with open(bench_csv, newline="") as f:
+        assert next(csv.reader(f)) == COLUMNS
+    rows = read(bench_csv)
+    assert [r["model"] for r in rows] == ["cfc", "lstm", "ncps_cfc"]
+    assert [r["implementation"] for r in rows] == ["cfc_bench", "cfc_bench", "ncps"]
+    for r in rows:
+        assert r["status"] == "ok" and r["timed_runs"] == "2"
+        assert (r["batch"], r["steps"], r["inputs"], r["hidden"]) == ("3", "4", "2", "5")
+        assert r["threads"] == "1" and r["repeats"] == "2" and r["device"] == "cpu"
+        assert r["machine"] and r["torch"] == torch.__version__ and r["started"]
+        for key in ("train_ms", "infer_ms", "train_cpu_ms", "infer_cpu_ms", "peak_mem_mib"):
+            assert float(r[key]) > 0, key
+        assert float(r["train_ms_min"]) <= float(r["train_ms"]) <= float(r["train_ms_max"])
+        assert json.loads(r["settings"])["hidden"] == 5
+    cfc, lstm, ncps = rows
+    # --set reaches the models whose schema has the key (the ncps row copies cfc's config)
+    for r in (cfc, ncps):
+        settings = json.loads(r["settings"])
+        assert settings["backbone_layers"] == 2 and settings["backbone_activation"] == "silu"
+        assert r["overrides"] == "model.backbone_layers=2 model.backbone_activation=silu"
+    assert lstm["overrides"] == "" and "backbone_layers" not in json.loads(lstm["settings"])
+    assert cfc["params"] == ncps["params"]  # the same network
+
+
+def test_ratios_divide_by_the_cfc_row(bench_csv: Path) -> None:
+    rows = read(bench_csv)
+    cfc = next(r for r in rows if r["model"] == "cfc")
+    for r in rows:
+        for kind in ("train", "infer"):
+            expected = float(r[f"{kind}_ms"]) / float(cfc[f"{kind}_ms"])
+            assert float(r[f"{kind}_vs_cfc"]) == pytest.approx(expected, rel=1e-4)
+        assert r["baseline"] == "cfc"
+    assert float(cfc["train_vs_cfc"]) == 1.0
+
+
+def test_ratios_compare_rows_of_the_same_sizes_only() -> None:
+    def row(model: str, hidden: int, train: float, infer: float) -> dict:
+        return {"model": model, "batch": 1, "steps": 1, "inputs": 1, "hidden": hidden} | {
+            "train_ms": train,
+            "infer_ms": infer,
+        }
+
+    rows = [row("cfc", 8, 2.0, 1.0), row("ltc", 8, 5.0, 4.0), row("cfc", 16, 4.0, 2.0)]
+    rows += [row("ltc", 16, 6.0, 1.0), row("ltc", 32, 1.0, 1.0)]
+    add_ratios(rows, "cfc")
+    assert [r["train_vs_cfc"] for r in rows[:4]] == [1.0, 2.5, 1.0, 1.5]
+    assert [r["infer_vs_cfc"] for r in rows[:4]] == [1.0, 4.0, 1.0, 0.5]
+    assert math.isnan(rows[4]["train_vs_cfc"])  # no CfC measured at hidden=32
+
+
+def test_sweep_writes_one_csv_and_a_log_log_png(tmp_path: Path) -> None:
+    args = [*TINY, "--models", "cfc,lstm", "--sweep", "hidden=4,8", "--no-memory"]
+    assert main([*args, "--out", str(tmp_path), "--figures", str(tmp_path / "fig")]) == 0
+    rows = read(tmp_path / "sweep_hidden.csv")
+    assert [(r["model"], r["hidden"], r["sweep"]) for r in rows] == [
+        ("cfc", "4", "hidden"),
+        ("lstm", "4", "hidden"),
+        ("cfc", "8", "hidden"),
+        ("lstm", "8", "hidden"),
+    ]
+    assert all(r["peak_mem_mib"] == "" for r in rows)  # --no-memory
+    png = tmp_path / "fig" / "scaling_hidden.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png.unlink()
+    assert main(["--plot", str(tmp_path / "sweep_hidden.csv"), "--figures", str(png.parent)]) == 0
+    assert png.exists()
+
+
+def test_plot_rejects_a_csv_that_is_not_a_sweep(bench_csv: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a sweep"):
+        plot_sweep(bench_csv, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--models", "cfc,nope"], "unknown model 'nope'"),
+        (["--models", "cfc", "--set", "model.no_such_key=1"], "no selected model has this field"),
+        (["--models", "lstm", "--set", "model.backbone_layers=2"], "no selected model"),
+        (["--models", "cfc", "--set", "model.backbone_activation=swish"], "invalid model"),
+        (["--models", "cfc", "--set", "model.hidden=8"], "use --hidden"),
+        (["--models", "cfc", "--set", "backbone_layers"], "KEY=VALUE"),
+        (["--models", "cfc:ode.solver=rk4"], "has no field 'ode.solver'"),
+        (["--models", "cfc,cfc"], "twice"),
+        (["--sweep", "width=1,2"], "DIM=V1,V2"),
+        (["--sweep", "hidden=4,x"], "positive integers"),
+        (["--batch", "0"], "--batch must be a positive integer"),
+        (["--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cfc-bench bench: error:" in err and message in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_model_lists_the_choices(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--models", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert all(name in err for name in [*config_names("model"), "ncps_cfc"])
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["cfc", "cfc_mmrnn"])
+def test_ncps_row_runs_the_same_maths_as_our_cfc(mixed: bool) -> None:
+    """The ncps driver with our weights copied in gives our outputs (B != H, irregular dt)."""
+    torch.manual_seed(0)
+    cfg = CfCConfig(hidden=16, backbone_units=12, backbone_activation="silu", mixed_memory=mixed)
+    ours = cfg.build(SequenceIO(3, 1)).double()
+    theirs = ncps_model(cfg, 3).double()
+    assert isinstance(theirs, NcpsSequence)
+    copy_into_ncps(ours, theirs.cell, theirs.lstm, theirs.fc)
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    dt = torch.rand(5, 7, dtype=torch.float64) * 2 + 0.05
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    torch.testing.assert_close(theirs(x, dt, mask), ours(x, dt, mask), atol=1e-10, rtol=0)
+
+
+def test_live_tensor_bytes_counts_allocations_until_freed() -> None:
+    with LiveTensorBytes() as meter:
+        a = torch.ones(1000)  # 4000 bytes
+        b = a * 2  # 4000 more
+        view = b[:10]  # no allocation
+        b.mul_(3)  # in place: none
+        del a
+        c = b + 1  # 4000: 8000 live again
+        assert meter.live == 8000
+        del b, c, view
+    assert meter.peak == 8000 and meter.live == 0
+
+
+def test_a_model_over_budget_is_timed_once(tmp_path: Path) -> None:
+    args = [*TINY, "--models", "cfc,lstm", "--budget", "0", "--out", str(tmp_path)]
+    assert main([*args, "--tag", "slow"]) == 0
+    for r in read(tmp_path / "slow.csv"):
+        assert r["timed_runs"] == "1" and r["status"].startswith("ok, timed once")
+        assert float(r["train_ms"]) > 0 and r["peak_mem_mib"] == ""
+
+
+def test_a_failing_model_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cfc_bench.bench as bench
+
+    def train_step(entry, batch):  # e.g. out of memory, for the LSTM only
+        if entry.spec.label == "lstm":
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        real_train_step(entry, batch)
+
+    real_train_step = bench.train_step
+    monkeypatch.setattr(bench, "train_step", train_step)
+    assert main([*TINY, "--models", "cfc,lstm", "--out", str(tmp_path), "--tag", "f"]) == 0
+    cfc, lstm = read(tmp_path / "f.csv")
+    assert cfc["status"] == "ok" and float(cfc["train_ms"]) > 0
+    assert lstm["status"] == "failed: RuntimeError: DefaultCPUAllocator: can't allocate memory"
+    assert lstm["train_ms"] == lstm["train_vs_cfc"] == "" and lstm["timed_runs"] == "0"
+    assert int(lstm["params"]) > 0  # counted when built

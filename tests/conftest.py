@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,26 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CFC_BENCH_DATA", str(root))
     monkeypatch.delenv("CFC_BENCH_DATA_MIRROR", raising=False)
     return root
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """An http:// address on 127.0.0.1 where nothing listens: a network that is not there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches past this machine: internet connections fail as they would offline."""
+    connect = socket.socket.connect
+
+    def loopback_only(sock: socket.socket, address):  # type: ignore[no-untyped-def]
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+                raise OSError(f"tests may not use the network (connection to {address})")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)

@@ -313,13 +313,10 @@ def test_no_network_names_url_path_and_mirror(data_root: Path) -> None:
 
 
 def test_missing_dataset_is_fetched_and_failure_names_path_url_and_mirror(
-    data_root: Path, monkeypatch: pytest.MonkeyPatch
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, unreachable_url: str
 ) -> None:
     """A task asking for a missing dataset tries its source (here a closed local port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/walker.zip"
+    url = f"{unreachable_url}/walker.zip"
     offline = replace(DATASETS["walker"], sources=(Source(url, unpack="rollout_000.npy"),))
     monkeypatch.setitem(DATASETS, "walker", offline)
     with pytest.raises(DataError) as err:
@@ -653,12 +650,12 @@ def test_cli_list_shows_sources_and_status(
     assert f"status: {sample} (no digests recorded)" in out
 
 
-def test_train_stops_with_a_clean_message_when_data_is_missing(tmp_path: Path) -> None:
+def test_train_stops_with_a_clean_message_when_data_is_missing(
+    tmp_path: Path, unreachable_url: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFC_BENCH_DATA")}
     run_dir = tmp_path / "run"
-    with socket.socket() as s:  # an unreachable mirror stands in for a missing network
-        s.bind(("127.0.0.1", 0))
-        mirror = f"http://127.0.0.1:{s.getsockname()[1]}"
+    mirror = unreachable_url  # an unreachable mirror stands in for a missing network
     result = subprocess.run(
         [sys.executable, "-m", "cfc_bench.cli", "train", "task=walker", f"data.mirror={mirror}"]
         + [f"data.root={tmp_path / 'empty'}", f"hydra.run.dir={run_dir}"],

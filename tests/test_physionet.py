@@ -258,9 +258,16 @@ def test_bad_header_and_mismatched_outcomes(tiny: Path) -> None:
         load()
 
 
-def test_missing_dataset_says_how_to_get_it(data_root: Path) -> None:
-    with pytest.raises(DataError, match="cfc-bench data download physionet2012"):
+def test_missing_dataset_says_how_to_get_it(
+    data_root: Path, unreachable_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CFC_BENCH_DATA_MIRROR", unreachable_url)  # no network
+    with pytest.raises(DataError) as err:
         load()
+    message = str(err.value)
+    assert str(data_root / "physionet2012" / "set-a") in message
+    assert f"could not reach {unreachable_url}/physionet2012/" in message
+    assert "--mirror DIR_OR_URL" in message
 
 
 # -- cache --------------------------------------------------------------------------------

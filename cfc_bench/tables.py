@@ -150,8 +150,12 @@ def gather(root: Path) -> Gathered:
 
 
 # -- budget: each run against its preset ----------------------------------------------------
-def compose_presets(names: set[str]) -> dict[str, DictConfig | None]:
-    """Each preset composed (unresolved, so that the seed can be set per run); None if absent."""
+def compose_presets(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], DictConfig | None]:
+    """Each (preset, model) composed (unresolved, so that the seed can be set per run).
+
+    The run's model is passed too: a preset that fixes no model (such as ``demo``) is
+    compared with the model the run used. None where the preset does not exist.
+    """
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
 
@@ -159,13 +163,14 @@ def compose_presets(names: set[str]) -> dict[str, DictConfig | None]:
 
     register_configs()
     known = set(config_names("experiment"))
-    presets: dict[str, DictConfig | None] = dict.fromkeys(names)
+    presets: dict[tuple[str, str], DictConfig | None] = dict.fromkeys(pairs)
     with initialize_config_module("cfc_bench.conf", version_base="1.3"):
-        for name in sorted(names & known):
+        for name, model in sorted(p for p in pairs if p[0] in known):
             try:
-                presets[name] = compose("config", overrides=[f"experiment={name}"])
+                overrides = [f"experiment={name}", f"model={model}"]
+                presets[name, model] = compose("config", overrides=overrides)
             except HydraException:  # a preset that no longer composes: no budget to compare
-                presets[name] = None
+                presets[name, model] = None
     return presets
 
 
@@ -492,9 +497,20 @@ def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskRe
     runs, failed = gathered.runs, gathered.failed
     if not len(runs):
         return {}
-    presets = compose_presets(set(runs["experiment"]) - {"-"})
-    labels = [budget(r, presets.get(r["experiment"])) for r in runs.to_dict("records")]
-    runs = runs.assign(budget=[b for b, _ in labels], comparable=[c for _, c in labels])
+    records = runs.to_dict("records")
+    presets = compose_presets(
+        {(r["experiment"], r["model"]) for r in records if r["experiment"] != "-"}
+    )
+    labels = [budget(r, presets.get((r["experiment"], r["model"]))) for r in records]
+    # Only a run of the paper's preset for its task and model is judged against the paper.
+    paper_preset = [r["experiment"] == f"{r['task']}_{r['model']}" for r in records]
+    runs = runs.assign(
+        budget=[
+            b if p or not c else f"{b}; not the paper preset"
+            for (b, c), p in zip(labels, paper_preset, strict=True)
+        ],
+        comparable=[c and p for (_, c), p in zip(labels, paper_preset, strict=True)],
+    )
     results = {}
     for task in sorted(runs["task"].unique()):
         task_runs = runs[runs["task"] == task]

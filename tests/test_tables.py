@@ -329,3 +329,23 @@ def test_task_whose_runs_all_failed_is_reported(
     out = capsys.readouterr().out
     assert "## walker: no finished runs" in out
     assert f"- ltc seed 1: TrainingError: nan ({folder})" in out
+
+
+def test_demo_runs_are_not_judged_against_the_paper(tmp_path: Path) -> None:
+    """The demo preset fixes no model: each run is compared with demo + its own model."""
+    root = tmp_path / "runs"
+    for model, acc in (("cfc", 0.5), ("lstm", 0.77)):
+        record(
+            root / "demo" / model,
+            model=model,
+            experiment="demo",
+            protocol="default",
+            epochs=10,
+            **{"test/accuracy": acc, "time/epoch_s": 2.0, "n_params": 10},
+        )
+    out = tmp_path / "tables"
+    assert main(["--runs", str(root), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "xor.csv").set_index("model")
+    for model in ("cfc", "lstm"):
+        assert table.loc[model, "budget"] == "as preset (10 epochs); not the paper preset"
+        assert pd.isna(table.loc[model, "agrees"])

@@ -41,6 +41,7 @@ def check(model) -> None:
     params = tuple(dict(model.named_parameters())[n].detach().requires_grad_() for n in names)
 
     def states(*values):
+        torch.manual_seed(0)  # the same dropout masks at every call
         return torch.func.functional_call(
             model, dict(zip(names, values, strict=True)), (x, dt, mask)
         )
@@ -80,6 +81,25 @@ def test_dropout_matches_ncps_with_the_same_random_draws() -> None:
         model.backbone, [m for m in cell.backbone if hasattr(m, "weight")], strict=True
     ):
         torch.testing.assert_close(a.weight.grad, b.weight.grad, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gradients_with_dropout_after_every_layer(layers: int) -> None:
+    model = build(backbone_layers=layers, backbone_dropout=0.4, dropout_first_layer=True)
+    check(model.train())
+
+
+def test_dropout_first_layer_drops_first_layer_units() -> None:
+    x, dt, mask = inputs()
+    outputs = {}
+    for first in (False, True):
+        model = build(backbone_layers=1, backbone_dropout=0.5, dropout_first_layer=first).train()
+        torch.manual_seed(3)
+        outputs[first] = model(x, dt, mask, return_sequences=True)
+        eval_out = model.eval()(x, dt, mask, return_sequences=True)
+        if not first:  # one layer and ncps placement: dropout never applies
+            torch.testing.assert_close(outputs[first], eval_out, atol=0, rtol=0)
+    assert (outputs[True] - outputs[False]).abs().max() > 1e-3
 
 
 def test_inference_gives_the_training_forward() -> None:

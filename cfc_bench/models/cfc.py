@@ -5,7 +5,8 @@ With ``z = backbone([x_t ; h_{t-1}])`` and heads ``f1, f2, ta, tb`` (one fused m
   no_gate  h = tanh(f1) + s·tanh(f2)
   pure     h = −A·exp(−dt·(|w_tau| + |f1|))·f1 + A      (Cf-S, the direct solution)
 The backbone is ``backbone_layers`` linear layers, each followed by the activation (and,
-from the second layer on, by dropout); with no layers the heads read ``[x_t ; h_{t-1}]``.
+from the second layer on, or from the first with ``dropout_first_layer``, by dropout);
+with no layers the heads read ``[x_t ; h_{t-1}]``.
 With ``mixed_memory`` an LSTM cell first updates ``(h, c)`` from ``x_t`` and the CfC
 update then reads the LSTM's output state (CfC-mmRNN).
 
@@ -73,6 +74,9 @@ class CfCConfig(ModelConfig):
     backbone_layers: int = 1
     backbone_activation: Activation = Activation.lecun_tanh
     backbone_dropout: float = 0.0
+    # Dropout after the first layer too, as the TensorFlow reference (XOR, Walker, ET-sMNIST
+    # runs); the PyTorch reference and ncps apply it from the second layer on (False).
+    dropout_first_layer: bool = False
     mixed_memory: bool = False
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
     init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
@@ -123,6 +127,7 @@ class CfC(SequenceModel):
         self.activation = Activation[kind] if isinstance(kind, str) else kind
         self.act = activation(self.activation)
         self.dropout = cfg.backbone_dropout
+        self.dropout_first_layer = cfg.dropout_first_layer
         hidden = cfg.hidden
         width = io.input_size + hidden
         layers = []
@@ -303,8 +308,10 @@ class Recurrence(torch.autograd.Function):
                         w, b = layers[k - 1]
                         a = torch.addmm(b, layer_tapes[-1][3], w.t())
                     y = model.act(a)
-                    # Dropout follows the second and later layers (as ncps; same random draws).
-                    mask = F.dropout(torch.ones_like(y), drop) if k and drop else None
+                    # Dropout follows the second and later layers (as ncps; same random draws),
+                    # and the first one too with dropout_first_layer.
+                    dropped = drop and (k or model.dropout_first_layer)
+                    mask = F.dropout(torch.ones_like(y), drop) if dropped else None
                     layer_tapes.append((a, y, mask, y if mask is None else y * mask))
                 p = torch.addmm(heads_b, layer_tapes[-1][3], heads_w.t())
             h_in = h

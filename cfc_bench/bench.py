@@ -72,7 +72,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from cfc_bench.config import compose, config_names
+from cfc_bench.config import compose, config_names, flatten
 from cfc_bench.io import atomic_write
 from cfc_bench.models.base import ModelConfig, SequenceIO
 from cfc_bench.models.cfc import CfCConfig
@@ -591,7 +591,7 @@ def rows_of(
                 "timed_runs": len(e.train),
                 **dataclasses.asdict(sizes),
                 "overrides": " ".join(
-                    [f"model.{k}={v}" for k, v in context["sets"] if k in _flat(e.settings)]
+                    [f"model.{k}={v}" for k, v in context["sets"] if k in flatten(e.settings)]
                     + [f"model.{o}" for o in e.spec.overrides]
                 ),
                 "settings": json.dumps(e.settings, sort_keys=True),
@@ -600,13 +600,6 @@ def rows_of(
         )
     add_ratios(rows, args.baseline)
     return rows
-
-
-def _flat(settings: dict[str, Any], prefix: str = "") -> set[str]:
-    keys = set()
-    for k, v in settings.items():
-        keys |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
-    return keys
 
 
 def add_ratios(rows: list[dict[str, Any]], baseline: str) -> None:

@@ -79,6 +79,17 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda or cuda:N
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    return {
+        k: v
+        for key, value in tree.items()
+        for k, v in flatten(value, f"{prefix}.{key}" if prefix else str(key)).items()
+    }
+
+
 def _submodules(package: ModuleType) -> list[ModuleType]:
     return [
         importlib.import_module(f"{package.__name__}.{info.name}")

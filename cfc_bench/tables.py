@@ -44,6 +44,7 @@ import pandas as pd
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from cfc_bench.config import flatten
 from cfc_bench.io import write_text
 
 REQUIRED = ("task", "model", "metric", "seed", "time/epoch_s", "device_name", "train_size")
@@ -174,20 +175,10 @@ def compose_presets(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], DictCo
     return presets
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _plain(config: DictConfig, seed: Any) -> dict[str, Any]:
     config = config.copy()
     config.seed = seed  # interpolations such as task.resample_seed=${seed} follow the run
-    flat = _flat(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
+    flat = flatten(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
     return {
         k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in IGNORED)
     }

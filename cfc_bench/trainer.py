@@ -47,7 +47,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from cfc_bench.config import Optimizer, RunConfig
+from cfc_bench.config import Optimizer, RunConfig, flatten
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
 from cfc_bench.tasks.base import Select, SequenceData, Task
@@ -617,15 +617,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or not node:
-        return {prefix.removesuffix("."): node}
-    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-
-
 def config_changes(old_yaml: str, new_yaml: str) -> list[str]:
     """The settings that affect results and differ between two run configs, as ``key: a -> b``."""
-    old, new = (_flat(yaml.safe_load(text) or {}) for text in (old_yaml, new_yaml))
+    old, new = (flatten(yaml.safe_load(text) or {}) for text in (old_yaml, new_yaml))
     changes = []
     for key in sorted(old.keys() | new.keys()):
         runtime = any(key == k or key.startswith(f"{k}.") for k in RUNTIME_KEYS)

@@ -588,7 +588,11 @@ def summary_lines(result: TaskResult) -> list[str]:
     def value(r: pd.Series) -> str:
         ours = _mean_std(r["mean"], r["std"], digits, r["n"])
         paper = _mean_std(r["paper_mean"], r["paper_std"], digits)
-        return f"{r['model']} (ours {ours}, paper {paper})"
+        text = f"{r['model']} (ours {ours}, paper {paper}"
+        if verdict(r["agrees"]) is False:  # say which way the difference goes
+            better = (r["mean"] > r["paper_mean"]) == (result.metric != "mse")
+            text += ", ours better" if better else ", ours worse"
+        return text + ")"
 
     listed(
         "Reproduces (within the spread)", [r for r in ran if verdict(r["agrees"]) is True], value

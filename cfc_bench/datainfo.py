@@ -27,20 +27,15 @@ def build_task(task: str, overrides: Sequence[str], cfg: DataConfig) -> tuple[Ta
     Returns the task and the data config it was built with; raises ``ValueError`` when
     the task or an override does not compose.
     """
-    from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from cfc_bench.config import register_configs
+    from cfc_bench.config import compose
 
-    with initialize_config_module("cfc_bench.conf", version_base="1.3"):
-        register_configs()
-        try:
-            composed = compose("config", overrides=[f"task={task}", *overrides])
-            run = OmegaConf.to_object(composed)
-        except (HydraException, OmegaConfBaseException) as err:
-            raise ValueError(f"task={task} {' '.join(overrides)}: {err}") from None
+    try:
+        run = compose([f"task={task}", *overrides])
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ValueError(f"task={task} {' '.join(overrides)}: {err}") from None
     run.data.root = cfg.root or run.data.root
     run.data.mirror = cfg.mirror or run.data.mirror
     return run.task.build(run.data), run.data

@@ -117,3 +117,28 @@ def test_batch_equal_to_hidden_does_not_broadcast_time_across_units() -> None:
     moved = model(x, dt2, mask)
     changed = (moved - base).abs().amax(dim=1) > 1e-9
     assert changed.tolist() == [i == 3 for i in range(H)]
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_initial_weights_follow_the_reference_distribution(gain: float) -> None:
+    """Each fused head is drawn with its own fans, as ncps' four separate heads are.
+
+    Xavier-uniform over the fused [4H, units] matrix would draw from a narrower range
+    (bound sqrt(6 / (4H + units)) instead of sqrt(6 / (H + units))). ncps has no gain; the
+    reference scripts scale the same draw by ``init``. The readout keeps torch's default.
+    """
+    hidden, units = 256, 64
+    torch.manual_seed(0)
+    model = CfCConfig(hidden=hidden, backbone_units=units, init_gain=gain).build(
+        SequenceIO(N_IN, N_OUT)
+    )
+    cell = CfCCell(N_IN, hidden, "default", "silu", units, 1)
+    theirs = [getattr(cell, n).weight for n in ["ff1", "ff2", "time_a", "time_b"]]
+    for ours, ref in zip(model.heads.weight.chunk(4), theirs, strict=True):
+        assert ours.std().item() == pytest.approx(gain * ref.std().item(), rel=0.03)
+        assert ours.abs().max().item() <= gain * (6 / (hidden + units)) ** 0.5
+    backbone_ref = ncps_backbone(cell)[0].weight
+    assert model.backbone[0].weight.std().item() == pytest.approx(
+        gain * backbone_ref.std().item(), rel=0.03
+    )
+    assert model.readout.weight.abs().max().item() <= hidden**-0.5  # torch's default bound

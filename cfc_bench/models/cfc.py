@@ -141,10 +141,15 @@ class CfC(SequenceModel):
             self.A = nn.Parameter(torch.ones(1, hidden))
             self.w_tau = nn.Parameter(torch.zeros(1, hidden))
         if cfg.init_gain is not None:
-            # The reference code initialises every matrix of the cell, A and w_tau included.
-            for p in self.parameters():
-                if p.dim() == 2:
-                    nn.init.xavier_uniform_(p, gain=cfg.init_gain)
+            # As the reference: every matrix of the cell (A and w_tau included) gets its own
+            # xavier draw, each fused head with its own fans ([H, units], not [4H, units]);
+            # the readout is outside the cell and keeps torch's default.
+            with torch.no_grad():
+                for name, p in self.named_parameters():
+                    if p.dim() != 2 or name.startswith("readout."):
+                        continue
+                    for block in p.chunk(n_heads) if p is self.heads.weight else (p,):
+                        nn.init.xavier_uniform_(block, gain=cfg.init_gain)
         self.lstm = (
             MixedMemoryLSTM(io.input_size, hidden, cfg.forget_bias) if cfg.mixed_memory else None
         )

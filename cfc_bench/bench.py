@@ -20,6 +20,14 @@ a change of machine load affects all of them alike. On CUDA every timing is brac
 ``torch.cuda.synchronize``. Wall time is the result; the process's CPU time (all threads)
 is recorded beside it, a steadier figure on a shared machine with one thread.
 
+``matmul_ms`` is the matrix-product floor (cfc_bench/matmul_floor.py): the matrix products
+one training step of the row issued, recorded once after warm-up and replayed alone on random
+operands of the same layout, timed in the same round-robin. No rewrite of the same maths in
+the same precision with the same BLAS can train faster, so ``ncps train_ms / our
+matmul_ms`` is the largest speed-up over ncps there is to have. Rows whose products the
+dispatcher does not show (``nn.LSTM``'s fused CPU kernel) have ``matmul_calls`` 0 and no
+floor. ``--no-matmul-floor`` skips it.
+
 Peak memory is the largest amount of tensor memory allocated during one training step
 above what was allocated when it started (activations, gradients, optimizer temporaries).
 On CUDA it comes from ``torch.cuda.max_memory_allocated``; on CPU from a dispatch mode
@@ -74,6 +82,7 @@ from torch.utils._pytree import tree_leaves
 
 from cfc_bench.config import compose, config_names, flatten
 from cfc_bench.io import atomic_write
+from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
 from cfc_bench.models.cfc import CfCConfig
 from cfc_bench.models.ltc import LTCConfig
@@ -92,6 +101,8 @@ COLUMNS = [
     "infer_ms",
     "train_vs_cfc",
     "infer_vs_cfc",
+    "matmul_ms",
+    "matmul_calls",
     "train_cpu_ms",
     "infer_cpu_ms",
     "train_ms_min",
@@ -148,6 +159,8 @@ class Entry:
     optimizer: torch.optim.Optimizer | None = None
     train: list[tuple[float, float]] = field(default_factory=list)  # (wall s, cpu s)
     infer: list[tuple[float, float]] = field(default_factory=list)
+    replay: MatmulReplay | None = None  # the training step's matrix products alone
+    matmul: list[tuple[float, float]] = field(default_factory=list)
     status: str = "ok"
     peak_mem_mib: float = math.nan
     params: int = field(init=False)  # trainable, counted when built (kept if it fails later)
@@ -197,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="measure peak memory of a training step (default on)",
+    )
+    p.add_argument(
+        "--matmul-floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the matrix products of each training step alone, the floor no "
+        "rewrite of the same maths can beat (default on; cfc_bench/matmul_floor.py)",
     )
     p.add_argument(
         "--budget",
@@ -544,6 +564,9 @@ def run_point(
         for _ in range(args.warmup if entry.status == "ok" else 0):  # compilation, caches
             if measure(entry, train_step) is None or measure(entry, infer_step) is None:
                 break
+        if args.matmul_floor and entry.status == "ok":
+            calls = attempt(entry, partial(record, partial(train_step, entry, batch)))
+            entry.replay = MatmulReplay(calls, args.seed) if calls else None
         print(f"  warmed up {entry.spec.label}: {entry.status}", file=sys.stderr, flush=True)
     for _ in range(args.repeats):
         for entry in entries:
@@ -553,6 +576,8 @@ def run_point(
                 cost = measure(entry, step)
                 if cost is not None:
                     runs.append(cost)
+            if entry.replay is not None:
+                entry.matmul.append(timed(entry.replay, device))
             if entry.train and entry.train[0][0] > args.budget:
                 entry.status = f"ok, timed once (training step > --budget {args.budget:g} s)"
     for entry in entries if args.memory else []:
@@ -583,6 +608,8 @@ def rows_of(
                 "params": e.params,
                 "train_ms": _median_ms(e.train, 0),
                 "infer_ms": _median_ms(e.infer, 0),
+                "matmul_ms": _median_ms(e.matmul, 0),
+                "matmul_calls": e.replay.count if e.replay is not None else 0,
                 "train_cpu_ms": _median_ms(e.train, 1),
                 "infer_cpu_ms": _median_ms(e.infer, 1),
                 "train_ms_min": 1e3 * min(walls) if walls else math.nan,
@@ -638,14 +665,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     baseline = rows[0]["baseline"] if rows else "cfc"
     header = (
         f"{'model':34s} {'params':>9s} {'train ms':>9s} {'×' + baseline:>7s} "
-        f"{'infer ms':>9s} {'×' + baseline:>7s} {'cpu ms':>8s} {'peak MiB':>9s}  status"
+        f"{'infer ms':>9s} {'×' + baseline:>7s} {'matmul ms':>9s} {'cpu ms':>8s} "
+        f"{'peak MiB':>9s}  status"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['model'][:34]:34s} {r['params']:9d} {num(r['train_ms'], '9.1f')} "
             f"{num(r['train_vs_cfc'], '7.2f')} {num(r['infer_ms'], '9.1f')} "
-            f"{num(r['infer_vs_cfc'], '7.2f')} {num(r['train_cpu_ms'], '8.1f')} "
+            f"{num(r['infer_vs_cfc'], '7.2f')} {num(r['matmul_ms'], '9.1f')} "
+            f"{num(r['train_cpu_ms'], '8.1f')} "
             f"{num(r['peak_mem_mib'], '9.1f')}  {r['status']}"
         )
     by_label = {r["model"]: r for r in rows}
@@ -655,7 +684,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             train, infer = (theirs[f"{k}_ms"] / ours[f"{k}_ms"] for k in ("train", "infer"))
             lines.append(
                 f"{label} / {mirror}: training step {num(train, '.2f')}×, inference "
-                f"{num(infer, '.2f')}× (above 1: ours is faster)"
+                f"{num(infer, '.2f')}× (above 1: ours is faster); the most any rewrite of "
+                f"{mirror} could reach: {num(theirs['train_ms'] / ours['matmul_ms'], '.2f')}× "
+                "(its training step's matrix products alone)"
             )
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from cfc_bench.bench import (
     plot_sweep,
 )
 from cfc_bench.config import config_names
+from cfc_bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.models.cfc import CfCConfig
 
@@ -61,6 +62,8 @@ def test_csv_has_every_column_and_one_row_per_model(bench_csv: Path) -> None:
         assert float(r["train_ms_min"]) <= float(r["train_ms"]) <= float(r["train_ms_max"])
         assert json.loads(r["settings"])["hidden"] == 5
     cfc, lstm, ncps = rows
+    for r in (cfc, ncps):  # their matrix products, timed alone
+        assert float(r["matmul_ms"]) > 0 and int(r["matmul_calls"]) > 0
     # --set reaches the models whose schema has the key (the ncps row copies cfc's config)
     for r in (cfc, ncps):
         settings = json.loads(r["settings"])
@@ -203,3 +206,27 @@ def test_a_failing_model_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert lstm["status"] == "failed: RuntimeError: DefaultCPUAllocator: can't allocate memory"
     assert lstm["train_ms"] == lstm["train_vs_cfc"] == "" and lstm["timed_runs"] == "0"
     assert int(lstm["params"]) > 0  # counted when built
+
+
+def test_matmul_floor_records_the_products_of_a_cfc_step_and_replays_them() -> None:
+    """Each step adds the products of the CfC equations: forward, the first layer's state
+    share, every further backbone layer and the fused heads (layers + 1); backward, one
+    weight-gradient and one data-gradient product for each of them (2 * (layers + 1))."""
+    layers = 2
+    torch.manual_seed(0)
+    model = CfCConfig(hidden=5, backbone_units=4, backbone_layers=layers).build(SequenceIO(2, 1))
+
+    def calls(steps: int) -> list:
+        x, dt = torch.randn(3, steps, 2), torch.rand(3, steps)
+        mask = torch.ones(3, steps, dtype=torch.bool)
+        return record(lambda: model(x, dt, mask).square().sum().backward())
+
+    short, long = calls(3), calls(6)
+    assert len(long) - len(short) == 3 * 3 * (layers + 1)
+    replay = MatmulReplay(long)
+    assert replay.count == len(long)
+    assert layouts(record(replay)) == layouts(long)
+
+
+def layouts(calls: list) -> list:
+    return [(f, [t.layout for t in a if isinstance(t, Operand)]) for f, a, _ in calls]

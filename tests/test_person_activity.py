@@ -164,7 +164,8 @@ def test_paper_resampling_is_seeded_and_draws_with_replacement(
     default = PersonActivityConfig(source="tiny").build(DataConfig())
     windows = {name: first_reading(split.x) for name, split in default.splits.items()}
     assert len(windows["train"].unique()) == 32 and len(windows["test"].unique()) == 8
-    assert not default.notes
+    # a subset of the recordings is flagged, which the tables turn into REDUCED
+    assert list(default.notes) == ["data"] and "NOT the paper protocol" in default.notes["data"]
     first, again, other = splits(0), splits(0), splits(1)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["train"], other["train"])

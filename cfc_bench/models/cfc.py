@@ -90,6 +90,15 @@ def activation(kind: Activation | str) -> nn.Module:
     return (Activation[kind] if isinstance(kind, str) else kind).value()
 
 
+# The activations as plain functions, for the time loop (a module call costs more than silu).
+ACTIVATION_FNS: dict[Activation, Callable[[torch.Tensor], torch.Tensor]] = {
+    Activation.silu: F.silu,
+    Activation.relu: torch.relu,
+    Activation.tanh: torch.tanh,
+    Activation.gelu: F.gelu,
+    Activation.lecun_tanh: lambda x: LECUN_SCALE * fast_tanh(LECUN_SLOPE * x),
+}
+
 # Derivative of each backbone activation ``y = act(a)``: (grad of y, a, y) -> grad of a.
 ACTIVATION_GRADS: dict[Activation, Callable[..., torch.Tensor]] = {
     Activation.silu: lambda g, a, y: torch.ops.aten.silu_backward(g, a),
@@ -185,10 +194,15 @@ Tape = tuple[torch.Tensor, ...]  # what a step keeps for its backward pass
 
 
 def lstm_step(
-    gates_in: torch.Tensor, h: torch.Tensor, c: torch.Tensor, rec: torch.Tensor, forget_bias: float
+    gates_in: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    rec_t: torch.Tensor,
+    forget_bias: float,
 ) -> tuple[torch.Tensor, torch.Tensor, Tape]:
-    """Mixed-memory LSTM step from ``gates_in = input_map(x_t)``; returns ``h, c, tape``."""
-    i, ig, fg, og = torch.addmm(gates_in, h, rec.t()).chunk(4, dim=-1)
+    """Mixed-memory LSTM step from ``gates_in = input_map(x_t)`` and the transposed recurrent
+    matrix; returns ``h, c, tape``."""
+    i, ig, fg, og = torch.addmm(gates_in, h, rec_t).chunk(4, dim=-1)
     ti, si, sf, so = (
         fast_tanh(i),
         torch.sigmoid(ig),
@@ -197,20 +211,21 @@ def lstm_step(
     )
     c_new = torch.addcmul(c * sf, ti, si)
     tc = fast_tanh(c_new)
-    return tc * so, c_new, (h, c, ti, si, sf, so, tc)
+    return tc * so, c_new, (c, ti, si, sf, so, tc)
 
 
 def lstm_step_grad(
-    dh: torch.Tensor, dc: torch.Tensor, tape: Tape
+    dh: torch.Tensor, dc: torch.Tensor, tape: Tape, out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the gates' pre-activations and of the incoming cell state."""
-    _, c, ti, si, sf, so, tc = tape
+    """Gradients of the gates' pre-activations (written to ``out``) and of the incoming cell
+    state."""
+    c, ti, si, sf, so, tc = tape
     dc = torch.addcmul(dc, dh * so, 1 - tc * tc)
     d_i = dc * si * (1 - ti * ti)
     d_ig = dc * ti * si * (1 - si)
     d_fg = dc * c * sf * (1 - sf)
     d_og = dh * tc * so * (1 - so)
-    return torch.cat([d_i, d_ig, d_fg, d_og], dim=1), dc * sf
+    return torch.cat([d_i, d_ig, d_fg, d_og], dim=1, out=out), dc * sf
 
 
 def update_step(
@@ -219,22 +234,24 @@ def update_step(
     dt: torch.Tensor,
     A: torch.Tensor | None,
     w_tau: torch.Tensor | None,
+    out: torch.Tensor,
 ) -> tuple[torch.Tensor, Tape]:
-    """The CfC update from the heads' pre-activations ``p`` and ``dt [B,1]``; ``h, tape``.
+    """The CfC update from the heads' pre-activations ``p`` and ``dt [B,1]``, written to
+    ``out``; returns ``out, tape``.
 
     ``tanh(f) = 2σ(2f) − 1``, so the gated update is ``2·lerp(σ(2f1), σ(2f2), s) − 1``.
     """
     if mode is CfCMode.pure:
         e = torch.exp(-dt * (w_tau.abs() + p.abs()))
-        return A - A * e * p, (p, e)
+        return torch.addcmul(A, A * e, p, value=-1, out=out), (p, e)
     hidden = p.shape[1] // 4
     sig = torch.sigmoid(2 * p[:, : 2 * hidden])  # σ(2·f1), σ(2·f2)
     s = torch.sigmoid(torch.addcmul(p[:, 3 * hidden :], p[:, 2 * hidden : 3 * hidden], dt))
     s1, s2 = sig[:, :hidden], sig[:, hidden:]
     if mode is CfCMode.no_gate:
-        h = torch.addcmul(2 * s1 - 1, s, 2 * s2 - 1)
+        h = torch.addcmul(2 * s1 - 1, s, 2 * s2 - 1, out=out)
     else:
-        h = torch.lerp(s1, s2, s).mul_(2).sub_(1)
+        h = torch.lerp(s1, s2, s, out=out).mul_(2).sub_(1)
     return h, (sig, s)
 
 
@@ -245,8 +262,10 @@ def update_step_grad(
     dt: torch.Tensor,
     A: torch.Tensor | None,
     w_tau: torch.Tensor | None,
+    out: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Gradient of ``p`` (and, for Cf-S, of ``A`` and ``w_tau``) from that of ``h``."""
+    """Gradient of ``p`` (and, for Cf-S, of ``A`` and ``w_tau``) from that of ``h``; ``p``'s
+    is written to ``out`` ``[B,4H]`` (Cf-S: a new tensor)."""
     if mode is CfCMode.pure:
         p, e = tape
         dp = -dh * A * e * (1 - dt * p.abs())
@@ -256,16 +275,20 @@ def update_step_grad(
     sig, s = tape
     hidden = s.shape[1]
     s1, s2 = sig[:, :hidden], sig[:, hidden:]
-    dh_s = dh * s
+    d_f1, d_f2, d_ta, d_tb = out.split(hidden, dim=1)  # written in place: no concatenation
+    torch.mul(dh, s, out=d_f2)  # gradient of tanh(f2)
     if mode is CfCMode.no_gate:  # h = tanh(f1) + s·tanh(f2)
-        d_tanh = torch.cat([dh, dh_s], dim=1)
-        d_s = dh * (2 * s2 - 1)
+        d_f1.copy_(dh)
+        d_s = (2 * s2 - 1).mul_(dh)
     else:  # h = tanh(f1)·(1 − s) + s·tanh(f2)
-        d_tanh = torch.cat([dh - dh_s, dh_s], dim=1)
-        d_s = 2 * dh * (s2 - s1)
-    d_f = d_tanh.mul_(4 * torch.addcmul(sig, sig, sig, value=-1))  # tanh'(f) = 4σ(2f)(1 − σ(2f))
-    d_gate = d_s.mul_(torch.addcmul(s, s, s, value=-1))
-    return torch.cat([d_f, d_gate * dt, d_gate], dim=1), None, None
+        torch.sub(dh, d_f2, out=d_f1)
+        d_s = torch.sub(s2, s1).mul_(dh).mul_(2)
+    out[:, : 2 * hidden].mul_(
+        4 * torch.addcmul(sig, sig, sig, value=-1)
+    )  # tanh'(f) = 4σ(2f)(1 − σ(2f))
+    torch.mul(d_s, torch.addcmul(s, s, s, value=-1), out=d_tb)  # σ' = σ(1 − σ)
+    torch.mul(d_tb, dt, out=d_ta)
+    return out, None, None
 
 
 class Recurrence(torch.autograd.Function):
@@ -295,46 +318,55 @@ class Recurrence(torch.autograd.Function):
         lstm_rec: torch.Tensor | None,
         *hidden: torch.Tensor,
     ) -> torch.Tensor:
-        layers = list(zip(hidden[0::2], hidden[1::2], strict=True))
+        # Transposed once here, not at every step.
+        layers = [(w.t(), b) for w, b in zip(hidden[0::2], hidden[1::2], strict=True)]
+        w_rec_t = w_rec.t()
+        heads_t = None if heads_w is None else heads_w.t()
+        lstm_rec_t = None if lstm_rec is None else lstm_rec.t()
+        act = ACTIVATION_FNS[model.activation]
         drop = model.dropout if model.training else 0.0
-        h = x_proj.new_zeros(x_proj.shape[1], w_rec.shape[1])
+        steps, batch = x_proj.shape[:2]
+        hs = x_proj.new_empty(steps, batch, w_rec.shape[1])  # each step writes its h here
+        h = x_proj.new_zeros(batch, w_rec.shape[1])
         c = torch.zeros_like(h)
-        hs, tapes = [], []
-        for t in range(x_proj.shape[0]):
+        tapes = []
+        for t in range(steps):
             lstm_tape = None
             if lstm_rec is not None:
-                h, c, lstm_tape = lstm_step(lstm_proj[t], h, c, lstm_rec, model.lstm.forget_bias)
-            p = torch.addmm(x_proj[t], h, w_rec.t())
+                h, c, lstm_tape = lstm_step(lstm_proj[t], h, c, lstm_rec_t, model.lstm.forget_bias)
+            p = torch.addmm(x_proj[t], h, w_rec_t)
             layer_tapes = []
             if heads_w is not None:
                 a = p
                 for k in range(len(layers) + 1):
                     if k:
-                        w, b = layers[k - 1]
-                        a = torch.addmm(b, layer_tapes[-1][3], w.t())
-                    y = model.act(a)
+                        w_t, b = layers[k - 1]
+                        a = torch.addmm(b, layer_tapes[-1][3], w_t)
+                    y = act(a)
                     # Dropout follows the second and later layers (as ncps; same random draws),
                     # and the first one too with dropout_first_layer.
                     dropped = drop and (k or model.dropout_first_layer)
                     mask = F.dropout(torch.ones_like(y), drop) if dropped else None
                     layer_tapes.append((a, y, mask, y if mask is None else y * mask))
-                p = torch.addmm(heads_b, layer_tapes[-1][3], heads_w.t())
+                p = torch.addmm(heads_b, layer_tapes[-1][3], heads_t)
             h_in = h
-            h, update_tape = update_step(model.mode, p, dt[t], A, w_tau)
-            hs.append(h)
+            h, update_tape = update_step(model.mode, p, dt[t], A, w_tau, hs[t])
             if keep:
-                tapes.append((h_in, lstm_tape, layer_tapes, update_tape))
+                # A step's incoming state is the previous output, hs[t - 1], read back from the
+                # saved output (autograd refuses saved views of it); the LSTM's is fresh.
+                h_lstm = h_in if lstm_rec is not None else None
+                tapes.append((h_lstm, lstm_tape, layer_tapes, update_tape))
         if keep:
             # Saved as autograd saves (freed after the backward pass unless retain_graph).
             leaves, ctx.tape_layout = tree_flatten(tapes)
             ctx.model = model
-            ctx.save_for_backward(dt, w_rec, heads_w, A, w_tau, lstm_rec, *hidden, *leaves)
-        return torch.stack(hs)
+            ctx.save_for_backward(dt, w_rec, heads_w, A, w_tau, lstm_rec, hs, *hidden, *leaves)
+        return hs
 
     @staticmethod
     @once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, d_hs: torch.Tensor) -> tuple:
-        dt, w_rec, heads_w, A, w_tau, lstm_rec, *rest = ctx.saved_tensors
+        dt, w_rec, heads_w, A, w_tau, lstm_rec, hs, *rest = ctx.saved_tensors
         model = ctx.model
         n_hidden = 2 * (len(model.backbone) - 1) if heads_w is not None else 0
         hidden, tapes = rest[:n_hidden], tree_unflatten(rest[n_hidden:], ctx.tape_layout)
@@ -351,13 +383,21 @@ class Recurrence(torch.autograd.Function):
         g_A = g_w_tau = None
         if A is not None:
             g_A, g_w_tau = torch.zeros_like(A), torch.zeros_like(w_tau)
-        d_x, d_lstm_x = [], []
+        # Gradients of the inputs' shares, [T,B,·], filled step by step (no stack at the end).
+        d_x = d_hs.new_empty(*d_hs.shape[:2], w_rec.shape[0])
+        d_lstm_x = None if lstm_rec is None else d_hs.new_empty(*d_hs.shape[:2], lstm_rec.shape[0])
         dh = torch.zeros_like(d_hs[0])
         dc = torch.zeros_like(dh)
+        h0 = torch.zeros_like(dh)
+        dp_heads = None if heads_w is None else dh.new_empty(batch, heads_w.shape[0])
         for t in reversed(range(len(tapes))):
-            h_in, lstm_tape, layer_tapes, update_tape = tapes[t]
-            dh = dh + d_hs[t]
-            dp, dA, dw = update_step_grad(model.mode, dh, update_tape, dt[t], A, w_tau)
+            h_lstm, lstm_tape, layer_tapes, update_tape = tapes[t]
+            h_prev = hs[t - 1] if t else h0
+            h_in = h_prev if h_lstm is None else h_lstm
+            dh.add_(d_hs[t])
+            # The heads' gradient is used up within the step, so one buffer serves them all.
+            out = dp_heads if heads_w is not None else d_x[t]
+            dp, dA, dw = update_step_grad(model.mode, dh, update_tape, dt[t], A, w_tau, out)
             if dA is not None:
                 g_A += dA
                 g_w_tau += dw
@@ -372,20 +412,20 @@ class Recurrence(torch.autograd.Function):
                         g_hidden[k - 1][0].addmm_(layer_tapes[k - 1][3].t(), dp)
                         g_hidden[k - 1][1].add_(dp)
                         dz = dp @ hidden_w[k - 1]
-            d_x.append(dp)  # dp is now the gradient of the first layer's pre-activation
+            if dp.data_ptr() != d_x[t].data_ptr():  # the first layer's pre-activation gradient
+                d_x[t].copy_(dp)
             g_rec.addmm_(h_in.t(), dp)
             dh = dp @ w_rec
             if lstm_tape is not None:
-                d_gates, dc = lstm_step_grad(dh, dc, lstm_tape)
-                d_lstm_x.append(d_gates)
-                g_lstm.addmm_(lstm_tape[0].t(), d_gates)
+                d_gates, dc = lstm_step_grad(dh, dc, lstm_tape, d_lstm_x[t])
+                g_lstm.addmm_(h_prev.t(), d_gates)
                 dh = d_gates @ lstm_rec
         d_hidden = [g for gw, gb in g_hidden for g in (gw.t(), gb.sum(0))]
         return (
             None,
             None,
-            torch.stack(d_x[::-1]),
-            torch.stack(d_lstm_x[::-1]) if lstm_rec is not None else None,
+            d_x,
+            d_lstm_x,
             None,
             g_rec.t(),
             None if heads_w is None else g_heads.t(),

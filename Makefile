@@ -96,3 +96,18 @@ bench: install
 	$(BENCH) --tag c_ltc_B128_T100_I82_H64 --batch 128 --steps 100 --inputs 82 --hidden 64 \
 		--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm \
 		--repeats $$(( ($(BENCH_REPEATS) + 1) / 2 ))
+
+# Scaling of the time per training step (B=128, I=82) for CfC, LTC, ODE-RNN (RK4) and LSTM:
+# hidden size 32...1024 at T=100, and sequence length 16...1024 at H=64. One CSV each in
+# results/bench and the log-log figures results/figures/scaling_hidden.png / scaling_steps.png.
+# LTC's backward pass outgrows the memory cap above H=256 on CPU: those rows record the failure.
+SCALING_MODELS := cfc,ltc,ode_rnn,lstm
+.PHONY: scaling
+
+scaling: install
+	$(BENCH) --tag scaling_hidden --sweep hidden=32,64,128,256,512,1024 --batch 128 \
+		--steps 100 --inputs 82 --models $(SCALING_MODELS) --repeats 3 --no-memory \
+		--figures results/figures
+	$(BENCH) --tag scaling_steps --sweep steps=16,32,64,128,256,512,1024 --batch 128 \
+		--hidden 64 --inputs 82 --models $(SCALING_MODELS) --repeats 3 --no-memory \
+		--figures results/figures

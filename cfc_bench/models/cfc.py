@@ -38,6 +38,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 
+aten = torch.ops.aten
+
 LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
 
 
@@ -99,14 +101,17 @@ ACTIVATION_FNS: dict[Activation, Callable[[torch.Tensor], torch.Tensor]] = {
     Activation.lecun_tanh: lambda x: LECUN_SCALE * fast_tanh(LECUN_SLOPE * x),
 }
 
-# Derivative of each backbone activation ``y = act(a)``: (grad of y, a, y) -> grad of a.
+# Derivative of each backbone activation ``y = act(a)``: (grad of y, a, y, out) -> grad of a,
+# written to ``out``.
 ACTIVATION_GRADS: dict[Activation, Callable[..., torch.Tensor]] = {
-    Activation.silu: lambda g, a, y: torch.ops.aten.silu_backward(g, a),
-    Activation.relu: lambda g, a, y: torch.ops.aten.threshold_backward(g, y, 0),
-    Activation.tanh: lambda g, a, y: torch.ops.aten.tanh_backward(g, y),
-    Activation.gelu: lambda g, a, y: torch.ops.aten.gelu_backward(g, a),
-    Activation.lecun_tanh: lambda g, a, y: (
-        torch.ops.aten.tanh_backward(g, y / LECUN_SCALE) * (LECUN_SCALE * LECUN_SLOPE)
+    Activation.silu: lambda g, a, y, out: aten.silu_backward.grad_input(g, a, grad_input=out),
+    Activation.relu: lambda g, a, y, out: aten.threshold_backward.grad_input(
+        g, y, 0, grad_input=out
+    ),
+    Activation.tanh: lambda g, a, y, out: aten.tanh_backward.grad_input(g, y, grad_input=out),
+    Activation.gelu: lambda g, a, y, out: aten.gelu_backward.grad_input(g, a, grad_input=out),
+    Activation.lecun_tanh: lambda g, a, y, out: torch.mul(
+        aten.tanh_backward(g, y / LECUN_SCALE), LECUN_SCALE * LECUN_SLOPE, out=out
     ),
 }
 
@@ -407,7 +412,9 @@ class Recurrence(torch.autograd.Function):
                 dz = dp @ heads_w
                 for k in reversed(range(len(layer_tapes))):
                     a, y, mask, _ = layer_tapes[k]
-                    dp = act_grad(dz if mask is None else dz * mask, a, y)
+                    # The first layer's gradient goes straight to its slot in d_x.
+                    slot = d_x[t] if k == 0 else torch.empty_like(a)
+                    dp = act_grad(dz if mask is None else dz * mask, a, y, slot)
                     if k:
                         g_hidden[k - 1][0].addmm_(layer_tapes[k - 1][3].t(), dp)
                         g_hidden[k - 1][1].add_(dp)

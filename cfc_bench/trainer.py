@@ -365,9 +365,16 @@ class Trainer:
             out = model(batch.x, batch.dt, batch.mask, self.task.per_step)
             loss = self.task.loss(out, batch, self.class_weights)
             if not torch.isfinite(loss):
+                hint = (
+                    "the very first forward pass, before any update: the model cannot take "
+                    "these inputs (an ODE model given negative elapsed times, as PhysioNet's "
+                    "task.protocol=paper does, say), which no learning rate fixes"
+                    if epoch == 1 and i == 0
+                    else "lower trainer.lr or set trainer.clip_norm"
+                )
                 raise TrainingError(
                     f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {i + 1} "
-                    f"of {n_batches}: lower trainer.lr or set trainer.clip_norm",
+                    f"of {n_batches}: {hint}",
                     epoch,
                     i + 1,
                 )

@@ -23,6 +23,7 @@ def test_non_finite_loss_stops_run_with_epoch_and_step(tmp_path: Path) -> None:
     assert out.returncode == 1
     found = NON_FINITE.search(out.stderr)
     assert found, out.stderr[-3000:]
+    assert "lower trainer.lr or set trainer.clip_norm" in out.stderr  # diverged while learning
     assert out.stderr.startswith("cfc-bench train: error: ") and "Traceback" not in out.stderr
     failed = read_json(run_dir / "failed.json")
     assert failed["reason"].startswith("TrainingError: non-finite training loss")
@@ -91,3 +92,15 @@ def test_summary_sorts_jobs_by_outcome(tmp_path: Path) -> None:
     assert summary["failed"][0] == {"job": "2_bad", "reason": "boom", "epoch": 3}
     assert summary["failed"][1]["reason"].startswith("unreadable failed.json")
     assert summary["incomplete"] == ["3_stopped"]
+
+
+def test_non_finite_first_forward_pass_blames_the_inputs_not_the_learning_rate(
+    tmp_path: Path,
+) -> None:
+    # Cf-S with weights of ~1e37: exp(-dt·|p|) underflows to 0 where p overflows, 0·inf is
+    # NaN in the very first forward pass, before any update.
+    bad = ["model.mode=pure", "model.init_gain=1e38"]
+    out = cli("train", *TINY, *bad, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert out.returncode == 1
+    assert re.search(r"non-finite training loss \((nan|inf)\) at epoch 1, step 1 of", out.stderr)
+    assert "very first forward pass" in out.stderr and "lower trainer.lr" not in out.stderr

@@ -47,6 +47,8 @@ clean:
 # Paper reproduction of one task: every preset conf/experiment/$(TASK)_<model>.yaml, every
 # seed, in one Hydra multirun into the fixed folder $(RUNS)/$(TASK)/<model>/seed<N>:
 #   make reproduce TASK=walker [SEEDS=0,1,2] [MODELS=cfc,lstm] [ARGS="device=cuda"]
+# task=$(TASK) is passed too, so that ARGS may set the task's own keys (task.source_split=test):
+# Hydra first composes a sweep without its swept experiment.
 # Resumable: run the same command again after an interruption; finished runs are skipped
 # (metrics.json), interrupted ones resume from checkpoint.pt. ARGS adds Hydra overrides; a
 # run whose settings differ from those already in its folder stops with an error, so give
@@ -65,7 +67,7 @@ comma := ,
 reproduce: install
 	@test -n "$(TASK)" || { echo "usage: make reproduce TASK=xor|physionet|person_activity|walker|et_smnist [SEEDS=0,1,2] [MODELS=cfc,lstm,...] [RUNS=results/runs] [ARGS=...]" >&2; exit 2; }
 	$(BIN)/cfc-bench train -m experiment=$(TASK)_$(subst $(comma),$(comma)$(TASK)_,$(MODELS)) \
-		seed=$(SEEDS) hydra.sweep.dir=$(RUNS)/$(TASK) \
+		task=$(TASK) seed=$(SEEDS) hydra.sweep.dir=$(RUNS)/$(TASK) \
 		'hydra.sweep.subdir=$${model.name}/seed$${seed}' $(ARGS)
 
 # Speed of every model on this machine, `cfc-bench bench`: one table and one CSV per setting

@@ -25,9 +25,9 @@ one training step of the row issued, recorded once after the timed runs (a dispa
 makes torch.compile'd code recompile) and replayed alone on random operands of the same
 layout, round-robin over the rows, ``--repeats`` times. No rewrite of the same maths in
 the same precision with the same BLAS can train faster, so ``ncps train_ms / our
-matmul_ms`` is the largest speed-up over ncps there is to have. Rows whose products the
-dispatcher does not show (``nn.LSTM``'s fused CPU kernel) have ``matmul_calls`` 0 and no
-floor. ``--no-matmul-floor`` skips it.
+matmul_ms`` is the largest speed-up over ncps there is to have. Rows whose products run in
+a fused kernel the dispatcher does not show (``nn.LSTM``'s oneDNN kernel) have
+``matmul_calls`` 0 and no floor. ``--no-matmul-floor`` skips it.
 
 Peak memory is the largest amount of tensor memory allocated during one training step
 above what was allocated when it started (activations, gradients, optimizer temporaries).

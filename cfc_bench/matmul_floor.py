@@ -8,8 +8,9 @@ layout. Its time is what no implementation of the same maths in the same precisi
 the same BLAS can go below, so ``step time / replay time`` bounds the speed-up any rewrite
 can still give, and ``ncps time / our replay time`` the speed-up over ncps that is
 possible at all. Operands of one layout are shared by all calls, so they stay in cache:
-the floor errs low, never high. A model whose products run inside a fused kernel that
-the dispatcher does not show (``nn.LSTM`` on CPU, for one) records none and has no floor.
+the floor errs low, never high. A step that runs products inside a fused kernel the
+dispatcher does not show (``nn.LSTM``'s oneDNN or cuDNN kernels, :data:`FUSED_RNN_OPS`) has
+no floor: :func:`record` returns None for it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ MATMUL_OPS = frozenset(
     }
 )
 
+# Fused recurrent kernels that do their matrix products out of the dispatcher's sight.
+FUSED_RNN_OPS = frozenset(
+    getattr(aten, name).default
+    for name in (
+        "mkldnn_rnn_layer",
+        "mkldnn_rnn_layer_backward",
+        "_cudnn_rnn",
+        "_cudnn_rnn_backward",
+        "miopen_rnn",
+        "miopen_rnn_backward",
+        "_thnn_fused_lstm_cell",
+        "_thnn_fused_gru_cell",
+    )
+    if hasattr(aten, name)
+)
+
 Layout = tuple[tuple[int, ...], tuple[int, ...], torch.dtype, torch.device]
 
 
@@ -46,14 +63,17 @@ class Operand:
 
 
 class MatmulRecorder(TorchDispatchMode):
-    """Records the matrix products issued while active: ``calls`` of (op, args, kwargs)."""
+    """Records the matrix products issued while active: ``calls`` of (op, args, kwargs), and
+    whether a fused recurrent kernel hid some (``hidden``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[Any, Any, Any]] = []
+        self.hidden = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
+        self.hidden = self.hidden or func in FUSED_RNN_OPS
         if func in MATMUL_OPS:
             keep = lambda v: Operand(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
             self.calls.append((func, tree_map(keep, args), tree_map(keep, kwargs)))
@@ -87,8 +107,9 @@ class MatmulReplay:
             func(*args, **kwargs)
 
 
-def record(step: Callable[[], Any]) -> list[tuple[Any, Any, Any]]:
-    """The matrix products one call of ``step`` issues (forward, backward, optimizer)."""
+def record(step: Callable[[], Any]) -> list[tuple[Any, Any, Any]] | None:
+    """The matrix products one call of ``step`` issues (forward, backward, optimizer), or
+    None when a fused recurrent kernel did some out of sight."""
     with MatmulRecorder() as recorder:
         step()
-    return recorder.calls
+    return None if recorder.hidden else recorder.calls

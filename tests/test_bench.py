@@ -23,7 +23,7 @@ from cfc_bench.bench import (
     ncps_model,
     plot_sweep,
 )
-from cfc_bench.config import config_names
+from cfc_bench.config import compose, config_names
 from cfc_bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.models.cfc import CfCConfig
@@ -230,3 +230,15 @@ def test_matmul_floor_records_the_products_of_a_cfc_step_and_replays_them() -> N
 
 def layouts(calls: list) -> list:
     return [(f, [t.layout for t in a if isinstance(t, Operand)]) for f, a, _ in calls]
+
+
+def test_matmul_floor_is_none_where_a_fused_kernel_hides_the_products() -> None:
+    """torch's LSTM runs its products inside one oneDNN kernel here: no floor rather than a
+    wrong one (a build without oneDNN shows them: more than the readout's three)."""
+    model = compose(["model=lstm"]).model.build(SequenceIO(2, 1))
+    x, dt, mask = torch.randn(3, 4, 2), torch.rand(3, 4), torch.ones(3, 4, dtype=torch.bool)
+    calls = record(lambda: model(x, dt, mask).sum().backward())
+    if torch.backends.mkldnn.is_available():
+        assert calls is None
+    else:
+        assert calls is not None and len(calls) > 3

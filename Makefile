@@ -84,18 +84,20 @@ BENCH_THREADS ?= 1
 BENCH_REPEATS ?= 5
 BENCH := $(BIN)/cfc-bench bench --device $(BENCH_DEVICE) --out results/bench \
 	$(if $(BENCH_THREADS),--threads $(BENCH_THREADS))
+# CSV name suffix: _threads<N> for N other than 1, _<device> off the CPU
+BENCH_SUFFIX := $(if $(filter-out 1,$(BENCH_THREADS)),_threads$(BENCH_THREADS))$(if $(filter-out cpu,$(BENCH_DEVICE)),_$(BENCH_DEVICE))
 SILU := --set model.backbone_activation=silu
 
 .PHONY: bench
 
 bench: install
-	$(BENCH) --tag a_cfc_B128_T100_I82_H256 --batch 128 --steps 100 --inputs 82 --hidden 256 \
+	$(BENCH) --tag a_cfc_B128_T100_I82_H256$(BENCH_SUFFIX) --batch 128 --steps 100 --inputs 82 --hidden 256 \
 		--models cfc,ncps_cfc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats $(BENCH_REPEATS) \
 		--set model.backbone_layers=2 --set model.backbone_units=64 $(SILU)
-	$(BENCH) --tag b_cfc_B256_T64_I17_H64 --batch 256 --steps 64 --inputs 17 --hidden 64 \
+	$(BENCH) --tag b_cfc_B256_T64_I17_H64$(BENCH_SUFFIX) --batch 256 --steps 64 --inputs 17 --hidden 64 \
 		--models cfc,ncps_cfc,lstm --repeats $$((2 * $(BENCH_REPEATS))) \
 		--set model.backbone_layers=1 --set model.backbone_units=256 $(SILU)
-	$(BENCH) --tag c_ltc_B128_T100_I82_H64 --batch 128 --steps 100 --inputs 82 --hidden 64 \
+	$(BENCH) --tag c_ltc_B128_T100_I82_H64$(BENCH_SUFFIX) --batch 128 --steps 100 --inputs 82 --hidden 64 \
 		--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm \
 		--repeats $$(( ($(BENCH_REPEATS) + 1) / 2 ))
 

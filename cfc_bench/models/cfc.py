@@ -139,7 +139,6 @@ class CfC(SequenceModel):
         self.mode = CfCMode(cfg.mode)
         kind = cfg.backbone_activation
         self.activation = Activation[kind] if isinstance(kind, str) else kind
-        self.act = activation(self.activation)
         self.dropout = cfg.backbone_dropout
         self.dropout_first_layer = cfg.dropout_first_layer
         hidden = cfg.hidden
@@ -270,10 +269,10 @@ def update_step_grad(
     out: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Gradient of ``p`` (and, for Cf-S, of ``A`` and ``w_tau``) from that of ``h``; ``p``'s
-    is written to ``out`` ``[B,4H]`` (Cf-S: a new tensor)."""
+    is written to ``out`` (``[B,4H]``, Cf-S ``[B,H]``)."""
     if mode is CfCMode.pure:
         p, e = tape
-        dp = -dh * A * e * (1 - dt * p.abs())
+        dp = torch.mul(-dh * A * e, 1 - dt * p.abs(), out=out)
         dA = (dh * (1 - e * p)).sum(0, keepdim=True)
         dw = (dh * A * e * p * dt).sum(0, keepdim=True) * w_tau.sign()
         return dp, dA, dw
@@ -419,8 +418,7 @@ class Recurrence(torch.autograd.Function):
                         g_hidden[k - 1][0].addmm_(layer_tapes[k - 1][3].t(), dp)
                         g_hidden[k - 1][1].add_(dp)
                         dz = dp @ hidden_w[k - 1]
-            if dp.data_ptr() != d_x[t].data_ptr():  # the first layer's pre-activation gradient
-                d_x[t].copy_(dp)
+            # dp, the first layer's pre-activation gradient, was written into d_x[t]
             g_rec.addmm_(h_in.t(), dp)
             dh = dp @ w_rec
             if lstm_tape is not None:

@@ -7,6 +7,11 @@ already there at the start), ``failed.json`` = failed, neither = incomplete (kil
 interrupted; launching the sweep again resumes it). The summary is logged, written to
 ``<sweep dir>/summary.json``, and the command exits with status 1 when a job failed or
 is incomplete.
+
+Hydra rewrites a job's ``.hydra`` record (its overrides, the command's settings) before the
+job starts, and the skipped job logs to its ``train.log``; so that launching a sweep again
+does not change the record of the runs it skips, their ``.hydra`` files and ``train.log``
+are read at the start and put back at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from cfc_bench.io import write_json
+from cfc_bench.io import atomic_write, write_json
 from cfc_bench.trainer import FAILED_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,17 @@ def finished(sweep_dir: Path) -> dict[str, int]:
         for job in job_dirs(sweep_dir)
         if (job / METRICS_FILE).exists()
     }
+
+
+def records(sweep_dir: Path, jobs: dict[str, int], log_file: str) -> dict[Path, bytes]:
+    """The ``.hydra`` files and the log file of the given jobs, by path."""
+    found = {}
+    for name in jobs:
+        job = sweep_dir / name
+        for path in [*sorted((job / ".hydra").glob("*")), job / log_file]:
+            if path.is_file():
+                found[path] = path.read_bytes()
+    return found
 
 
 def summarise(sweep_dir: Path, done_before: dict[str, int]) -> dict[str, Any]:
@@ -70,14 +86,21 @@ def summarise(sweep_dir: Path, done_before: dict[str, int]) -> dict[str, Any]:
 class SweepSummary(Callback):
     def __init__(self) -> None:
         self.done_before: dict[str, int] = {}
+        self.records: dict[Path, bytes] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         self.done_before = finished(sweep_dir) if sweep_dir.is_dir() else {}
+        # Hydra's job log is named after the job (train.log).
+        self.records = records(sweep_dir, self.done_before, f"{config.hydra.job.name}.log")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarise(sweep_dir, self.done_before)
+        skipped = {sweep_dir / name for name in summary["skipped"]}
+        for path, content in self.records.items():
+            if path.parent in skipped or path.parent.parent in skipped:
+                atomic_write(path, lambda f, content=content: f.write(content))
         write_json(sweep_dir / SUMMARY_FILE, summary)
         log.info(
             "sweep %s: %d jobs: %d done, %d skipped (done before), %d failed, %d incomplete",

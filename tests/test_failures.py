@@ -68,6 +68,8 @@ def test_failed_job_does_not_stop_sweep_and_is_summarised(tmp_path: Path) -> Non
 
     # Launched again: the finished job returns at once, the failed one is tried again.
     stamp = (sweep / "1_xor_cfc_seed0" / "metrics.json").stat().st_mtime_ns
+    record_files = [*(sweep / "1_xor_cfc_seed0" / ".hydra").iterdir()]
+    record = {p: p.read_bytes() for p in [*record_files, sweep / "1_xor_cfc_seed0" / "train.log"]}
     again = cli(*args, "logger=wandb", cwd=tmp_path)
     assert again.returncode == 1
     assert "metrics.json exists: skipping this run" in again.stdout
@@ -75,6 +77,8 @@ def test_failed_job_does_not_stop_sweep_and_is_summarised(tmp_path: Path) -> Non
     assert summary["skipped"] == ["1_xor_cfc_seed0"] and summary["done"] == []
     assert [f["job"] for f in summary["failed"]] == ["0_xor_cfc_seed0"]
     assert (sweep / "1_xor_cfc_seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    # The skipped job's record (Hydra's .hydra files, its log) is as its own run left it.
+    assert len(record) == 4 and all(p.read_bytes() == b for p, b in record.items())
 
 
 def test_summary_sorts_jobs_by_outcome(tmp_path: Path) -> None:

@@ -347,6 +347,15 @@ def test_real_splits_of_both_protocols(real_paper, real_default) -> None:
         assert (split.dt.double().sum(1) <= 48 + 1e-4).all()  # gaps add up to the last stamp
 
 
+def test_real_split_seed_draws_another_split_of_the_same_records(real: DataConfig, real_paper):
+    other = PhysioNetConfig(protocol=Protocol.paper, split_seed=0).build(real)
+    for task in (real_paper, other):
+        assert {k: len(v) for k, v in task.splits.items()} == {"train": 3200, "test": 800}
+        assert sum(int(s.y.sum()) for s in task.splits.values()) == 554
+    assert int(real_paper.splits["test"].y.sum()) == 121  # the documented split
+    assert not torch.equal(real_paper.splits["test"].y, other.splits["test"].y)
+
+
 def test_real_records_match_the_reference_loader(real: DataConfig, real_paper) -> None:
     """Bit-identical to a literal port of the reference's per-line loop on some records."""
     records = PhysioNetConfig().load(real, drop_missing=False)

@@ -39,6 +39,9 @@ class TrainerConfig:
     lr: float = 1e-3
     decay: float = 1.0  # learning rate multiplied by this after every epoch
     weight_decay: float = 0.0
+    # RMSprop's moving-average factor of squared gradients: 0.99 is torch's default; the
+    # TensorFlow scripts of the paper use Keras' (rho) 0.9, which takes smaller first steps.
+    rmsprop_alpha: float = 0.99
     clip_norm: float | None = None  # gradient-norm clipping; None = off
     class_weights: list[float] | None = None  # cross-entropy weight per class
     select: Select = Select.best_val  # weights evaluated on test (a task's protocol may override)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from cfc_bench.config import compose
-from cfc_bench.trainer import train
+from cfc_bench.trainer import make_optimizer, train
 
 # 256 training sequences seen 30 times: small enough for seconds, long enough to fit them.
 SMALL = [
@@ -143,3 +144,18 @@ def test_weights_tested_follow_selection(
     row = best if expected == "best_val" else len(history) - 1
     # the validation score recomputed after restoring the weights equals that epoch's
     assert metrics["val/mse"] == pytest.approx(history["val_mse"].iloc[row], rel=1e-6)
+
+
+def test_rmsprop_of_the_tensorflow_presets_takes_keras_first_step() -> None:
+    tf_preset, torch_preset = compose(["experiment=xor_cfc"]), compose(["experiment=xor_lstm"])
+    assert (tf_preset.trainer.rmsprop_alpha, torch_preset.trainer.rmsprop_alpha) == (0.9, 0.99)
+    grad = torch.tensor([1.0, -2.0, 0.5])
+    for cfg, alpha in ((tf_preset, 0.9), (torch_preset, 0.99)):
+        weight = torch.nn.Parameter(torch.zeros(3))
+        weight.grad = grad.clone()
+        make_optimizer(cfg, [weight]).step()
+        # From a zero state: mean square (1 − rho)·g², step lr·g / (sqrt(mean square) + eps).
+        expected = -cfg.trainer.lr * grad / ((1 - alpha) * grad**2).sqrt()
+        assert torch.allclose(weight.detach(), expected, rtol=1e-6)
+    # Keras' first step is sqrt(10)× smaller than torch's default: 3.2·lr against 10·lr.
+    assert math.isclose(-expected[0].item() / torch_preset.trainer.lr, 10.0, rel_tol=1e-5)

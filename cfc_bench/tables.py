@@ -31,6 +31,7 @@ factor of 2 of it; "direction only" when only the side agrees.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -184,6 +185,18 @@ def _plain(config: DictConfig, seed: Any) -> dict[str, Any]:
     }
 
 
+def schema_defaults(config: DictConfig) -> dict[str, Any]:
+    """The dataclass defaults of every structured group of ``config`` (model, task, ...),
+    flattened as :func:`_plain` flattens."""
+    found = {}
+    for group, node in config.items():
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema):
+            plain = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+            found |= {f"{group}.{k}": v for k, v in flatten(plain).items()}
+    return found
+
+
 def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
     """How a run's settings differ from its preset's, and whether they match it."""
     notes = [str(v) for k, v in run.items() if k.startswith("note/") and NOT_PAPER_DATA in str(v)]
@@ -197,6 +210,10 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
     want = _plain(preset, run["seed"])
     if run.get("config") is not None:
         have = _plain(run["config"], run["seed"])
+        # A setting added after the run is absent from its config.yaml; the run had the
+        # behaviour that the setting's default keeps (new settings default to the old way).
+        defaults = schema_defaults(preset)
+        have |= {k: defaults[k] for k in want.keys() - have.keys() if k in defaults}
     else:  # no config.yaml: what metrics.json records of the budget and protocol
         have = {
             **want,

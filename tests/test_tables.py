@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cfc_bench.config import compose
-from cfc_bench.tables import agreement, load_reported, main, speed_claim
+from cfc_bench.tables import agreement, budget, compose_presets, load_reported, main, speed_claim
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -352,3 +352,16 @@ def test_demo_runs_are_not_judged_against_the_paper(tmp_path: Path) -> None:
     for model in ("cfc", "lstm"):
         assert table.loc[model, "budget"] == "as preset (10 epochs); not the paper preset"
         assert pd.isna(table.loc[model, "agrees"])
+
+
+def test_setting_newer_than_a_run_counts_as_its_default() -> None:
+    """A run recorded before trainer.rmsprop_alpha existed ran with torch's 0.99."""
+    presets = compose_presets({("xor_lstm", "lstm"), ("xor_cfc", "cfc")})
+    for preset, model, expected in (
+        ("xor_lstm", "lstm", ("as preset (200 epochs)", True)),
+        ("xor_cfc", "cfc", ("CHANGED: trainer.rmsprop_alpha=0.99 (preset: 0.9)", False)),
+    ):
+        config = OmegaConf.to_container(OmegaConf.structured(compose([f"experiment={preset}"])))
+        del config["trainer"]["rmsprop_alpha"]
+        run = {"experiment": preset, "seed": 0, "config": OmegaConf.create(config)}
+        assert budget(run, presets[preset, model]) == expected

@@ -15,7 +15,7 @@ from ncps.torch import CfCCell
 from ncps.torch.lstm import LSTMCell
 
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.cfc import CfCConfig, CfCMode
+from cfc_bench.models.cfc import CfCConfig, CfCMode, PureInit
 
 N_IN, H, N_OUT, T, UNITS = 3, 16, 2, 7, 12
 
@@ -142,3 +142,26 @@ def test_initial_weights_follow_the_reference_distribution(gain: float) -> None:
         gain * backbone_ref.std().item(), rel=0.03
     )
     assert model.readout.weight.abs().max().item() <= hidden**-0.5  # torch's default bound
+
+
+@pytest.mark.parametrize("pure_init", ["xavier", "constant"])
+def test_cfs_time_constants_start_as_the_chosen_reference(pure_init: str) -> None:
+    """Cf-S's ``A`` and ``w_tau``: the PyTorch reference's xavier draw of every [1,H] parameter,
+    or the TensorFlow reference's constants (A = 1, w_tau = 0); the matrices get their xavier
+    draw either way."""
+    hidden, units = 64, 32
+    torch.manual_seed(0)
+    model = CfCConfig(
+        hidden=hidden, backbone_units=units, mode=CfCMode.pure, pure_init=PureInit(pure_init)
+    ).build(SequenceIO(N_IN, N_OUT))
+    bound = (6 / (1 + hidden)) ** 0.5  # xavier over [1, H]
+    if pure_init == "constant":
+        assert torch.equal(model.A, torch.ones(1, hidden))
+        assert torch.equal(model.w_tau, torch.zeros(1, hidden))
+    else:
+        for p in (model.A, model.w_tau):
+            assert p.abs().max().item() <= bound
+            assert p.std().item() == pytest.approx(bound / 3**0.5, rel=0.25)
+    heads_bound = (6 / (hidden + units)) ** 0.5
+    assert model.heads.weight.abs().max().item() <= heads_bound
+    assert model.heads.weight.std().item() == pytest.approx(heads_bound / 3**0.5, rel=0.05)

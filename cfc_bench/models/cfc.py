@@ -67,6 +67,16 @@ class CfCMode(Enum):
     pure = "pure"
 
 
+class PureInit(Enum):
+    """Initial ``A`` and ``w_tau`` of Cf-S. ``xavier``: the cell's xavier draw, as the PyTorch
+    reference gives every ``[1,H]`` parameter (PhysioNet, person activity scripts);
+    ``constant``: ``A = 1, w_tau = 0``, as the TensorFlow reference (XOR, Walker2d, ET-sMNIST
+    scripts)."""
+
+    xavier = "xavier"
+    constant = "constant"
+
+
 @dataclass
 class CfCConfig(ModelConfig):
     name: str = "cfc"
@@ -82,6 +92,7 @@ class CfCConfig(ModelConfig):
     mixed_memory: bool = False
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
     init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
+    pure_init: PureInit = PureInit.xavier  # Cf-S only
 
     def build(self, io: SequenceIO) -> CfC:
         return CfC(self, io)
@@ -154,12 +165,14 @@ class CfC(SequenceModel):
             self.A = nn.Parameter(torch.ones(1, hidden))
             self.w_tau = nn.Parameter(torch.zeros(1, hidden))
         if cfg.init_gain is not None:
-            # As the reference: every matrix of the cell (A and w_tau included) gets its own
-            # xavier draw, each fused head with its own fans ([H, units], not [4H, units]);
-            # the readout is outside the cell and keeps torch's default.
+            # As the reference: every matrix of the cell (A and w_tau included, unless
+            # pure_init says otherwise) gets its own xavier draw, each fused head with its own
+            # fans ([H, units], not [4H, units]); the readout is outside the cell and keeps
+            # torch's default.
+            constants = ("A", "w_tau") if PureInit(cfg.pure_init) is PureInit.constant else ()
             with torch.no_grad():
                 for name, p in self.named_parameters():
-                    if p.dim() != 2 or name.startswith("readout."):
+                    if p.dim() != 2 or name.startswith("readout.") or name in constants:
                         continue
                     for block in p.chunk(n_heads) if p is self.heads.weight else (p,):
                         nn.init.xavier_uniform_(block, gain=cfg.init_gain)

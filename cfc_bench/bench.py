@@ -85,7 +85,7 @@ from cfc_bench.config import compose, config_names, flatten
 from cfc_bench.io import atomic_write
 from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
-from cfc_bench.models.cfc import CfCConfig
+from cfc_bench.models.cfc import CfCConfig, HeadActivation
 from cfc_bench.models.ltc import LTCConfig
 from cfc_bench.trainer import ConfigError, device_name, resolve_device, sync
 
@@ -369,6 +369,7 @@ class NcpsSequence(nn.Module):
 def ncps_model(cfg: ModelConfig, inputs: int) -> nn.Module:
     """ncps' counterpart of our ``cfc`` or ``ltc`` config."""
     import ncps.torch as nt
+    from ncps.torch.cfc_cell import LeCun
     from ncps.torch.lstm import LSTMCell
     from ncps.wirings import FullyConnected
 
@@ -385,6 +386,8 @@ def ncps_model(cfg: ModelConfig, inputs: int) -> nn.Module:
             cfg.backbone_layers,
             cfg.backbone_dropout,
         )
+        if HeadActivation(cfg.head_activation) is HeadActivation.lecun_tanh:
+            cell.tanh = LeCun()  # ncps applies cell.tanh to its heads only
         lstm = LSTMCell(inputs, cfg.hidden) if cfg.mixed_memory else None
         return NcpsSequence(cell, lstm, cfg.hidden, OUTPUTS)
     if not isinstance(cfg, LTCConfig):

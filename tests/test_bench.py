@@ -26,7 +26,7 @@ from cfc_bench.bench import (
 from cfc_bench.config import compose, config_names
 from cfc_bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.cfc import CfCConfig
+from cfc_bench.models.cfc import CfCConfig, HeadActivation
 
 TINY = ["--batch", "3", "--steps", "4", "--inputs", "2", "--hidden", "5", "--threads", "1"]
 TINY += ["--repeats", "2", "--warmup", "1"]
@@ -154,11 +154,21 @@ def test_unknown_model_lists_the_choices(capsys: pytest.CaptureFixture) -> None:
     assert all(name in err for name in [*config_names("model"), "ncps_cfc"])
 
 
-@pytest.mark.parametrize("mixed", [False, True], ids=["cfc", "cfc_mmrnn"])
-def test_ncps_row_runs_the_same_maths_as_our_cfc(mixed: bool) -> None:
+@pytest.mark.parametrize(
+    "mixed, head",
+    [(False, "tanh"), (True, "tanh"), (False, "lecun_tanh")],
+    ids=["cfc", "cfc_mmrnn", "lecun_heads"],
+)
+def test_ncps_row_runs_the_same_maths_as_our_cfc(mixed: bool, head: str) -> None:
     """The ncps driver with our weights copied in gives our outputs (B != H, irregular dt)."""
     torch.manual_seed(0)
-    cfg = CfCConfig(hidden=16, backbone_units=12, backbone_activation="silu", mixed_memory=mixed)
+    cfg = CfCConfig(
+        hidden=16,
+        backbone_units=12,
+        backbone_activation="silu",
+        mixed_memory=mixed,
+        head_activation=HeadActivation(head),
+    )
     ours = cfg.build(SequenceIO(3, 1)).double()
     theirs = ncps_model(cfg, 3).double()
     assert isinstance(theirs, NcpsSequence)

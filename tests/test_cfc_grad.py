@@ -13,7 +13,7 @@ from ncps.torch import CfCCell
 from test_parity_ncps import copy_into_ncps, ncps_forward  # tests/ is on the path
 
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.cfc import CfCConfig, CfCMode
+from cfc_bench.models.cfc import CfCConfig, CfCMode, HeadActivation
 
 B, T, N_IN, H, UNITS = 3, 4, 2, 3, 4
 
@@ -59,6 +59,11 @@ def test_gradients_of_every_mode(mode: str, mixed: bool, layers: int) -> None:
 @pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "gelu", "lecun_tanh"])
 def test_gradients_of_every_activation(activation: str) -> None:
     check(build(backbone_layers=2, backbone_activation=activation))
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+def test_gradients_with_lecun_heads(mode: str) -> None:
+    check(build(mode=CfCMode(mode), backbone_layers=1, head_activation=HeadActivation.lecun_tanh))
 
 
 def test_dropout_matches_ncps_with_the_same_random_draws() -> None:

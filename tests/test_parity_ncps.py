@@ -12,10 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 from ncps.torch import CfCCell
+from ncps.torch.cfc_cell import LeCun
 from ncps.torch.lstm import LSTMCell
 
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.cfc import CfCConfig, CfCMode, PureInit
+from cfc_bench.models.cfc import CfCConfig, CfCMode, HeadActivation, PureInit
 
 N_IN, H, N_OUT, T, UNITS = 3, 16, 2, 7, 12
 
@@ -56,11 +57,7 @@ def ncps_forward(cell, lstm, readout, x, dt):
     return torch.stack(outs, dim=1)
 
 
-@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
-@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mixed_memory"])
-@pytest.mark.parametrize("batch", [H, 5], ids=["B==H", "B!=H"])
-@pytest.mark.parametrize("layers", [0, 1, 2])
-def test_cfc_matches_ncps(mode: str, mixed: bool, batch: int, layers: int) -> None:
+def check_against_ncps(mode: str, mixed: bool, batch: int, layers: int, head: str = "tanh") -> None:
     torch.manual_seed(0)
     cfg = CfCConfig(
         mode=CfCMode(mode),
@@ -68,10 +65,13 @@ def test_cfc_matches_ncps(mode: str, mixed: bool, batch: int, layers: int) -> No
         backbone_units=UNITS,
         backbone_layers=layers,
         backbone_activation="silu",
+        head_activation=HeadActivation(head),
         mixed_memory=mixed,
     )
     model = cfg.build(SequenceIO(N_IN, N_OUT)).double()
     cell = CfCCell(N_IN, H, mode, "silu", UNITS, layers).double()
+    if head == "lecun_tanh":
+        cell.tanh = LeCun()  # ncps applies cell.tanh to its heads only
     lstm = LSTMCell(N_IN, H).double() if mixed else None
     readout = torch.nn.Linear(H, N_OUT).double()
     copy_into_ncps(model, cell, lstm, readout)
@@ -102,6 +102,21 @@ def test_cfc_matches_ncps(mode: str, mixed: bool, batch: int, layers: int) -> No
         pairs.append((model.lstm.input_map.weight.grad, lstm.input_map.weight.grad))
     for a, b in pairs:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mixed_memory"])
+@pytest.mark.parametrize("batch", [H, 5], ids=["B==H", "B!=H"])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_cfc_matches_ncps(mode: str, mixed: bool, batch: int, layers: int) -> None:
+    check_against_ncps(mode, mixed, batch, layers)
+
+
+@pytest.mark.parametrize("mode", ["default", "no_gate"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mixed_memory"])
+def test_lecun_heads_match_ncps_with_the_tensorflow_head_activation(mode: str, mixed: bool) -> None:
+    """The TensorFlow cell's heads: ncps with its head tanh swapped for LeCun's tanh."""
+    check_against_ncps(mode, mixed, 5, 1, head="lecun_tanh")
 
 
 def test_batch_equal_to_hidden_does_not_broadcast_time_across_units() -> None:

@@ -6,7 +6,8 @@ With ``z = backbone([x_t ; h_{t-1}])`` and heads ``f1, f2, ta, tb`` (one fused m
   pure     h = −A·exp(−dt·(|w_tau| + |f1|))·f1 + A      (Cf-S, the direct solution)
 The backbone is ``backbone_layers`` linear layers, each followed by the activation (and,
 from the second layer on, or from the first with ``dropout_first_layer``, by dropout);
-with no layers the heads read ``[x_t ; h_{t-1}]``.
+with no layers the heads read ``[x_t ; h_{t-1}]``. ``head_activation=lecun_tanh`` puts
+LeCun's ``1.7159·tanh(0.666·x)`` in place of ``tanh`` on ``f1, f2``, as the TensorFlow cell.
 With ``mixed_memory`` an LSTM cell first updates ``(h, c)`` from ``x_t`` and the CfC
 update then reads the LSTM's output state (CfC-mmRNN).
 
@@ -67,6 +68,21 @@ class CfCMode(Enum):
     pure = "pure"
 
 
+class HeadActivation(Enum):
+    """What ``f1, f2`` pass through: ``tanh`` (the PyTorch reference, ncps) or LeCun's tanh
+    ``1.7159·tanh(0.666·x)`` (the TensorFlow reference's heads)."""
+
+    tanh = "tanh"
+    lecun_tanh = "lecun_tanh"
+
+
+# (scale, slope) of each head activation ``scale·tanh(slope·x)``
+HEAD_SHAPES = {
+    HeadActivation.tanh: (1.0, 1.0),
+    HeadActivation.lecun_tanh: (LECUN_SCALE, LECUN_SLOPE),
+}
+
+
 class PureInit(Enum):
     """Initial ``A`` and ``w_tau`` of Cf-S. ``xavier``: the cell's xavier draw, as the PyTorch
     reference gives every ``[1,H]`` parameter (PhysioNet, person activity scripts);
@@ -89,6 +105,7 @@ class CfCConfig(ModelConfig):
     # Dropout after the first layer too, as the TensorFlow reference (XOR, Walker, ET-sMNIST
     # runs); the PyTorch reference and ncps apply it from the second layer on (False).
     dropout_first_layer: bool = False
+    head_activation: HeadActivation = HeadActivation.tanh  # gated and no-gate modes
     mixed_memory: bool = False
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
     init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
@@ -148,6 +165,7 @@ class CfC(SequenceModel):
     def __init__(self, cfg: CfCConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
         self.mode = CfCMode(cfg.mode)
+        self.head_shape = HEAD_SHAPES[HeadActivation(cfg.head_activation)]
         kind = cfg.backbone_activation
         self.activation = Activation[kind] if isinstance(kind, str) else kind
         self.dropout = cfg.backbone_dropout
@@ -247,6 +265,7 @@ def lstm_step_grad(
 
 def update_step(
     mode: CfCMode,
+    head: tuple[float, float],
     p: torch.Tensor,
     dt: torch.Tensor,
     A: torch.Tensor | None,
@@ -254,26 +273,29 @@ def update_step(
     out: torch.Tensor,
 ) -> tuple[torch.Tensor, Tape]:
     """The CfC update from the heads' pre-activations ``p`` and ``dt [B,1]``, written to
-    ``out``; returns ``out, tape``.
+    ``out``; returns ``out, tape``. ``head = (a, b)``: the heads' activation ``a·tanh(b·f)``.
 
-    ``tanh(f) = 2σ(2f) − 1``, so the gated update is ``2·lerp(σ(2f1), σ(2f2), s) − 1``.
+    ``a·tanh(b·f) = a·(2σ(2b·f) − 1)``, so the gated update is
+    ``a·(2·lerp(σ(2b·f1), σ(2b·f2), s) − 1)``.
     """
     if mode is CfCMode.pure:
         e = torch.exp(-dt * (w_tau.abs() + p.abs()))
         return torch.addcmul(A, A * e, p, value=-1, out=out), (p, e)
+    scale, slope = head
     hidden = p.shape[1] // 4
-    sig = torch.sigmoid(2 * p[:, : 2 * hidden])  # σ(2·f1), σ(2·f2)
+    sig = torch.sigmoid(2 * slope * p[:, : 2 * hidden])  # σ(2b·f1), σ(2b·f2)
     s = torch.sigmoid(torch.addcmul(p[:, 3 * hidden :], p[:, 2 * hidden : 3 * hidden], dt))
     s1, s2 = sig[:, :hidden], sig[:, hidden:]
     if mode is CfCMode.no_gate:
-        h = torch.addcmul(2 * s1 - 1, s, 2 * s2 - 1, out=out)
+        h = torch.addcmul(2 * scale * s1 - scale, s, 2 * scale * s2 - scale, out=out)
     else:
-        h = torch.lerp(s1, s2, s, out=out).mul_(2).sub_(1)
+        h = torch.lerp(s1, s2, s, out=out).mul_(2 * scale).sub_(scale)
     return h, (sig, s)
 
 
 def update_step_grad(
     mode: CfCMode,
+    head: tuple[float, float],
     dh: torch.Tensor,
     tape: Tape,
     dt: torch.Tensor,
@@ -289,20 +311,21 @@ def update_step_grad(
         dA = (dh * (1 - e * p)).sum(0, keepdim=True)
         dw = (dh * A * e * p * dt).sum(0, keepdim=True) * w_tau.sign()
         return dp, dA, dw
+    scale, slope = head
     sig, s = tape
     hidden = s.shape[1]
     s1, s2 = sig[:, :hidden], sig[:, hidden:]
     d_f1, d_f2, d_ta, d_tb = out.split(hidden, dim=1)  # written in place: no concatenation
-    torch.mul(dh, s, out=d_f2)  # gradient of tanh(f2)
-    if mode is CfCMode.no_gate:  # h = tanh(f1) + s·tanh(f2)
+    torch.mul(dh, s, out=d_f2)  # gradient of g(f2), g(f) = a·tanh(b·f)
+    if mode is CfCMode.no_gate:  # h = g(f1) + s·g(f2)
         d_f1.copy_(dh)
-        d_s = (2 * s2 - 1).mul_(dh)
-    else:  # h = tanh(f1)·(1 − s) + s·tanh(f2)
+        d_s = (2 * scale * s2 - scale).mul_(dh)
+    else:  # h = g(f1)·(1 − s) + s·g(f2)
         torch.sub(dh, d_f2, out=d_f1)
-        d_s = torch.sub(s2, s1).mul_(dh).mul_(2)
+        d_s = torch.sub(s2, s1).mul_(dh).mul_(2 * scale)
     out[:, : 2 * hidden].mul_(
-        4 * torch.addcmul(sig, sig, sig, value=-1)
-    )  # tanh'(f) = 4σ(2f)(1 − σ(2f))
+        4 * scale * slope * torch.addcmul(sig, sig, sig, value=-1)
+    )  # g'(f) = 4ab·σ(2b·f)(1 − σ(2b·f))
     torch.mul(d_s, torch.addcmul(s, s, s, value=-1), out=d_tb)  # σ' = σ(1 − σ)
     torch.mul(d_tb, dt, out=d_ta)
     return out, None, None
@@ -367,7 +390,7 @@ class Recurrence(torch.autograd.Function):
                     layer_tapes.append((a, y, mask, y if mask is None else y * mask))
                 p = torch.addmm(heads_b, layer_tapes[-1][3], heads_t)
             h_in = h
-            h, update_tape = update_step(model.mode, p, dt[t], A, w_tau, hs[t])
+            h, update_tape = update_step(model.mode, model.head_shape, p, dt[t], A, w_tau, hs[t])
             if keep:
                 # A step's incoming state is the previous output, hs[t - 1], read back from the
                 # saved output (autograd refuses saved views of it); the LSTM's is fresh.
@@ -414,7 +437,9 @@ class Recurrence(torch.autograd.Function):
             dh.add_(d_hs[t])
             # The heads' gradient is used up within the step, so one buffer serves them all.
             out = dp_heads if heads_w is not None else d_x[t]
-            dp, dA, dw = update_step_grad(model.mode, dh, update_tape, dt[t], A, w_tau, out)
+            dp, dA, dw = update_step_grad(
+                model.mode, model.head_shape, dh, update_tape, dt[t], A, w_tau, out
+            )
             if dA is not None:
                 g_A += dA
                 g_w_tau += dw

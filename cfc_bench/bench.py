@@ -108,6 +108,7 @@ COLUMNS = [
     "infer_cpu_ms",
     "train_ms_min",
     "train_ms_max",
+    "train_faults",
     "peak_mem_mib",
     "timed_runs",
     "batch",
@@ -158,10 +159,10 @@ class Entry:
     model: nn.Module
     settings: dict[str, Any]
     optimizer: torch.optim.Optimizer | None = None
-    train: list[tuple[float, float]] = field(default_factory=list)  # (wall s, cpu s)
-    infer: list[tuple[float, float]] = field(default_factory=list)
+    train: list[tuple[float, float, int]] = field(default_factory=list)  # (wall s, cpu s, faults)
+    infer: list[tuple[float, float, int]] = field(default_factory=list)
     replay: MatmulReplay | None = None  # the training step's matrix products alone
-    matmul: list[tuple[float, float]] = field(default_factory=list)
+    matmul: list[tuple[float, float, int]] = field(default_factory=list)
     status: str = "ok"
     peak_mem_mib: float = math.nan
     params: int = field(init=False)  # trainable, counted when built (kept if it fails later)
@@ -458,15 +459,23 @@ def infer_step(entry: Entry, batch: Batch) -> None:
         entry.model(batch.x, batch.dt, batch.mask)
 
 
-def timed(step: Callable[[], None], device: torch.device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call, garbage collector paused."""
+def minor_faults() -> int:
+    """Minor page faults of this process so far: each is the kernel handing the allocator a
+    fresh page, which costs microseconds (about 3 µs each on this project's VM) and
+    is one reason a CPU step's time varies between runs."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(step: Callable[[], None], device: torch.device) -> tuple[float, float, int]:
+    """(wall seconds, process CPU seconds, minor page faults) of one call, garbage collector
+    paused."""
     sync(device)
     gc.disable()
     try:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, faults = time.perf_counter(), time.process_time(), minor_faults()
         step()
         sync(device)
-        return time.perf_counter() - wall, time.process_time() - cpu
+        return time.perf_counter() - wall, time.process_time() - cpu, minor_faults() - faults
     finally:
         gc.enable()
 
@@ -600,7 +609,7 @@ def run_point(
 # --------------------------------------------------------------------------- results
 
 
-def _median_ms(runs: list[tuple[float, float]], which: int) -> float:
+def _median_ms(runs: list[tuple[float, float, int]], which: int) -> float:
     return 1e3 * statistics.median(r[which] for r in runs) if runs else math.nan
 
 
@@ -624,6 +633,7 @@ def rows_of(
                 "infer_cpu_ms": _median_ms(e.infer, 1),
                 "train_ms_min": 1e3 * min(walls) if walls else math.nan,
                 "train_ms_max": 1e3 * max(walls) if walls else math.nan,
+                "train_faults": statistics.median(r[2] for r in e.train) if e.train else math.nan,
                 "peak_mem_mib": e.peak_mem_mib,
                 "timed_runs": len(e.train),
                 **dataclasses.asdict(sizes),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import mmap
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from cfc_bench.bench import (
     main,
     ncps_model,
     plot_sweep,
+    timed,
 )
 from cfc_bench.config import compose, config_names
 from cfc_bench.matmul_floor import MatmulReplay, Operand, record
@@ -60,6 +62,7 @@ def test_csv_has_every_column_and_one_row_per_model(bench_csv: Path) -> None:
         for key in ("train_ms", "infer_ms", "train_cpu_ms", "infer_cpu_ms", "peak_mem_mib"):
             assert float(r[key]) > 0, key
         assert float(r["train_ms_min"]) <= float(r["train_ms"]) <= float(r["train_ms_max"])
+        assert float(r["train_faults"]) >= 0
         assert json.loads(r["settings"])["hidden"] == 5
     cfc, lstm, ncps = rows
     for r in (cfc, ncps):  # their matrix products, timed alone
@@ -252,3 +255,15 @@ def test_matmul_floor_is_none_where_a_fused_kernel_hides_the_products() -> None:
         assert calls is None
     else:
         assert calls is not None and len(calls) > 3
+
+
+def test_timed_counts_the_page_faults_of_fresh_memory() -> None:
+    """A step that writes 64 MiB of memory fresh from the kernel takes thousands of faults
+    (one per 4 KiB page, or per huge page); one that allocates nothing takes almost none."""
+
+    def touch_fresh_pages() -> None:
+        with mmap.mmap(-1, 64 << 20) as buf:  # anonymous: every page faults when first written
+            buf.write(b"x" * (64 << 20))
+
+    assert timed(touch_fresh_pages, torch.device("cpu"))[2] >= 32
+    assert timed(lambda: None, torch.device("cpu"))[2] < 32

@@ -82,6 +82,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from cfc_bench.config import compose, config_names, flatten
+from cfc_bench.cpu_runtime import allocator_name, flush_denormal
 from cfc_bench.io import atomic_write
 from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
@@ -120,6 +121,8 @@ COLUMNS = [
     "machine",
     "torch",
     "threads",
+    "allocator",
+    "flush_denormal",
     "repeats",
     "warmup",
     "baseline",
@@ -219,6 +222,20 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="also time the matrix products of each training step alone, the floor no "
         "rewrite of the same maths can beat (default on; cfc_bench/matmul_floor.py)",
+    )
+    p.add_argument(
+        "--retain-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep freed memory in the process (glibc), so that steps reuse it without page "
+        "faults; applies to every model of the run (default on; cfc_bench/cpu_runtime.py)",
+    )
+    p.add_argument(
+        "--flush-denormal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="flush subnormal floats to zero, as training does by default; applies to every "
+        "model of the run (default on; cfc_bench/cpu_runtime.py)",
     )
     p.add_argument(
         "--budget",
@@ -836,6 +853,8 @@ def measure_all(
         "machine": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "allocator": allocator_name(args.retain_freed_memory),
+        "flush_denormal": flush_denormal(args.flush_denormal),
         "repeats": args.repeats,
         "warmup": args.warmup,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -843,7 +862,8 @@ def measure_all(
     }
     print(
         f"cfc-bench bench on {context['machine']} ({device}, {context['threads']} threads, "
-        f"torch {torch.__version__})",
+        f"torch {torch.__version__}, {context['allocator']} allocator, subnormals "
+        f"{'flushed' if context['flush_denormal'] else 'kept'})",
         file=sys.stderr,
     )
     rows = []

@@ -30,6 +30,22 @@ class Optimizer(Enum):
     rmsprop = "rmsprop"
 
 
+# Settings that change how a run is executed or logged but not its results (the thread count
+# and flushed subnormals change rounding only): a run may resume (or count as done) under
+# other values of these, and tables compare runs without them.
+RUNTIME_KEYS = (
+    "device",
+    "data",
+    "logger",
+    "trainer.threads",
+    "trainer.retain_freed_memory",
+    "trainer.flush_denormal",
+    "trainer.progress",
+    "trainer.skip_done",
+    "trainer.checkpoint",
+)
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 10
@@ -46,6 +62,10 @@ class TrainerConfig:
     class_weights: list[float] | None = None  # cross-entropy weight per class
     select: Select = Select.best_val  # weights evaluated on test (a task's protocol may override)
     threads: int | None = None  # torch intra-op threads; None = torch's default
+    # Keep freed memory in the process (glibc's malloc) so that steps reuse it without page
+    # faults (cfc_bench/cpu_runtime.py); False leaves glibc's adaptive thresholds.
+    retain_freed_memory: bool = True
+    flush_denormal: bool = True  # CPU: subnormal floats (below 1.2e-38) become zero, faster
     progress: bool = True  # tqdm bar (only when the output is a terminal)
     skip_done: bool = True  # return at once when the run directory already has metrics.json
     checkpoint: bool = True  # save a resumable checkpoint after every epoch

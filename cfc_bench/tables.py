@@ -45,7 +45,7 @@ import pandas as pd
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from cfc_bench.config import flatten
+from cfc_bench.config import RUNTIME_KEYS, flatten
 from cfc_bench.io import write_text
 
 REQUIRED = ("task", "model", "metric", "seed", "time/epoch_s", "device_name", "train_size")
@@ -73,17 +73,7 @@ TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")  # README
 REFERENCE_MODEL = "cfc"
 SWEEP_MARKER = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
 # settings that change neither what is learnt nor the budget
-IGNORED = (
-    "seed",
-    "device",
-    "logger",
-    "data",
-    "trainer.progress",
-    "trainer.threads",
-    "trainer.skip_done",
-    "trainer.checkpoint",
-    "trainer.eval_batch_size",
-)
+IGNORED = ("seed", *RUNTIME_KEYS, "trainer.eval_batch_size")
 NOT_PAPER_DATA = "NOT the paper protocol"  # how a task's notes flag a smoke data subset
 
 

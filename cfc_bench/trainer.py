@@ -47,7 +47,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from cfc_bench.config import Optimizer, RunConfig, flatten
+from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
+from cfc_bench.cpu_runtime import allocator_name, flush_denormal
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
 from cfc_bench.tasks.base import Select, SequenceData, Task
@@ -60,17 +61,6 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
-# Settings that change how a run is executed or logged but not its results: a run may
-# resume (or count as done) under other values of these.
-RUNTIME_KEYS = (
-    "device",
-    "data",
-    "logger",
-    "trainer.threads",
-    "trainer.progress",
-    "trainer.skip_done",
-    "trainer.checkpoint",
-)
 
 
 class ConfigError(ValueError):
@@ -292,8 +282,11 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        # Before the thread pool starts: its threads inherit the mode (cfc_bench/cpu_runtime.py).
+        self.flushed = flush_denormal(cfg.trainer.flush_denormal)
         if cfg.trainer.threads is not None:
             torch.set_num_threads(cfg.trainer.threads)
+        self.allocator = allocator_name(cfg.trainer.retain_freed_memory)
         self.device = resolve_device(cfg.device)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -500,6 +493,8 @@ class Trainer:
             "device_name": device_name(self.device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "allocator": self.allocator,
+            "flush_denormal": self.flushed,
             "host": socket.gethostname(),
             "python": platform.python_version(),
             "git_commit": git_commit(),
@@ -598,12 +593,13 @@ class Trainer:
         if self.checkpoint_path.exists():
             self.load_checkpoint()
         log.info(
-            "%s on %s: %d parameters, device %s, %d threads, output in %s",
+            "%s on %s: %d parameters, device %s, %d threads, %s allocator, output in %s",
             self.cfg.model.name,
             self.task.name,
             self.n_params,
             self.device,
             torch.get_num_threads(),
+            self.allocator,
             self.out_dir,
         )
         self.logger = open_logger(self.cfg, self.experiment, self.out_dir, self.state.logger_id)

@@ -58,6 +58,8 @@ def test_csv_has_every_column_and_one_row_per_model(bench_csv: Path) -> None:
         assert r["status"] == "ok" and r["timed_runs"] == "2"
         assert (r["batch"], r["steps"], r["inputs"], r["hidden"]) == ("3", "4", "2", "5")
         assert r["threads"] == "1" and r["repeats"] == "2" and r["device"] == "cpu"
+        assert r["allocator"] in ("retained", "system")  # --retain-freed-memory
+        assert r["flush_denormal"] in ("True", "False")  # --flush-denormal
         assert r["machine"] and r["torch"] == torch.__version__ and r["started"]
         for key in ("train_ms", "infer_ms", "train_cpu_ms", "infer_cpu_ms", "peak_mem_mib"):
             assert float(r[key]) > 0, key

@@ -62,6 +62,8 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
         "device_name",
         "torch",
         "threads",
+        "allocator",
+        "flush_denormal",
         "git_commit",
         "started_at",
     ]:
@@ -74,6 +76,8 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
     assert 0 < on_disk["time/epoch_s"] <= on_disk["time/train_s"]
     assert on_disk["time/step_ms"] > 0 and on_disk["time/infer_ms_per_seq"] > 0
     assert on_disk["mem/peak_mb"] > 50 and on_disk["threads"] >= 1
+    assert on_disk["allocator"] in ("retained", "system")  # trainer.retain_freed_memory
+    assert isinstance(on_disk["flush_denormal"], bool)  # trainer.flush_denormal
     assert on_disk["device"] == "cpu" and on_disk["torch"]
     assert (folder / "config.yaml").read_text() == "x: 1\n"
     assert not list(folder.glob(".*.tmp"))  # no temporary files left behind

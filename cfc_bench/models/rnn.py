@@ -1,4 +1,12 @@
-"""LSTM and GRU baselines: PyTorch's fused recurrent layers, elapsed time as an extra input."""
+"""LSTM and GRU baselines: PyTorch's fused recurrent layers, elapsed time as an extra input.
+
+``init=torch`` keeps PyTorch's initialisation (every weight and bias uniform in ±1/√H).
+``init=keras`` starts as the TensorFlow cells of the ODE-LSTM paper's scripts, whose
+"augmented LSTM" rows the CfC paper copies: xavier-uniform input weights, orthogonal
+recurrent weights, zero biases. ``forget_bias`` (LSTM) starts the forget gate's bias there;
+the reference cell adds a constant 1.0 to a zero-initialised bias at every step, which has
+the same outputs and gradients as a bias that starts at 1.0.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +24,18 @@ class RNNCell(Enum):
     gru = nn.GRU
 
 
+class RNNInit(Enum):
+    torch = "torch"
+    keras = "keras"
+
+
 @dataclass
 class RNNConfig(ModelConfig):
     name: str = "lstm"
     cell: RNNCell = RNNCell.lstm
     hidden: int = 64
+    init: RNNInit = RNNInit.torch
+    forget_bias: float = 0.0  # LSTM only: initial forget-gate bias (added to torch's draw)
 
     def build(self, io: SequenceIO) -> RNN:
         return RNN(self, io)
@@ -30,7 +45,21 @@ class RNN(SequenceModel):
     def __init__(self, cfg: RNNConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
         cell = RNNCell[cfg.cell] if isinstance(cfg.cell, str) else cfg.cell
+        if cfg.forget_bias and cell is not RNNCell.lstm:
+            raise ValueError(
+                f"model.forget_bias={cfg.forget_bias} needs model.cell=lstm (a GRU has no "
+                "forget gate); leave it at 0"
+            )
         self.rnn = cell.value(io.input_size + 1, cfg.hidden, batch_first=True)
+        hidden = cfg.hidden
+        with torch.no_grad():
+            if RNNInit(cfg.init) is RNNInit.keras:
+                nn.init.xavier_uniform_(self.rnn.weight_ih_l0)
+                nn.init.orthogonal_(self.rnn.weight_hh_l0)
+                self.rnn.bias_ih_l0.zero_()
+                self.rnn.bias_hh_l0.zero_()
+            # torch's gate order is (input, forget, cell, output)
+            self.rnn.bias_ih_l0[hidden : 2 * hidden] += cfg.forget_bias
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(torch.cat([x, dt.to(x.dtype).unsqueeze(-1)], dim=-1))

@@ -151,7 +151,10 @@ def test_weights_tested_follow_selection(
 
 
 def test_rmsprop_of_the_tensorflow_presets_takes_keras_first_step() -> None:
-    tf_preset, torch_preset = compose(["experiment=xor_cfc"]), compose(["experiment=xor_lstm"])
+    tf_preset = compose(["experiment=xor_cfc"])
+    # every RMSprop preset now follows a Keras script; torch's default is the schema's
+    torch_preset = compose(["experiment=xor_cfc", "trainer.rmsprop_alpha=0.99"])
+    assert compose(["experiment=xor_lstm"]).trainer.rmsprop_alpha == 0.9
     assert (tf_preset.trainer.rmsprop_alpha, torch_preset.trainer.rmsprop_alpha) == (0.9, 0.99)
     grad = torch.tensor([1.0, -2.0, 0.5])
     for cfg, alpha in ((tf_preset, 0.9), (torch_preset, 0.99)):

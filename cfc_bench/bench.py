@@ -81,8 +81,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from cfc_bench import cpu_runtime
 from cfc_bench.config import compose, config_names, flatten
-from cfc_bench.cpu_runtime import allocator_name, flush_denormal
 from cfc_bench.io import atomic_write
 from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
@@ -821,13 +821,15 @@ def run(args: argparse.Namespace) -> int:
         if sweep
         else f"bench_B{base.batch}_T{base.steps}_I{base.inputs}_H{base.hidden}"
     )
+    # Process-wide and one-way (cfc_bench/cpu_runtime.py); set before the thread count.
+    cpu = cpu_runtime.apply(args.retain_freed_memory, args.flush_denormal)
     # Thread count and memory cap are process-wide: put them back for in-process callers.
     threads, limit = torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_DATA)
     try:
         torch.set_num_threads(args.threads or threads)
         if device.type == "cpu" and sys.platform.startswith("linux"):
             _cap_memory(args.max_memory_gb)
-        rows = measure_all(specs, sets, points, args, device, sweep[0] if sweep else "")
+        rows = measure_all(specs, sets, points, args, device, sweep[0] if sweep else "", cpu)
     finally:
         torch.set_num_threads(threads)
         resource.setrlimit(resource.RLIMIT_DATA, limit)
@@ -845,16 +847,18 @@ def measure_all(
     args: argparse.Namespace,
     device: torch.device,
     sweep: str,
+    cpu: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Benchmark rows for every size point, each printed as a table when done."""
+    """Benchmark rows for every size point, each printed as a table when done; ``cpu``: the
+    CPU settings applied (:func:`cpu_runtime.apply`)."""
     context = {
         "sweep": sweep,
         "device": str(device),
         "machine": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "allocator": allocator_name(args.retain_freed_memory),
-        "flush_denormal": flush_denormal(args.flush_denormal),
+        "allocator": cpu["allocator"],
+        "flush_denormal": cpu["flush_denormal"],
         "repeats": args.repeats,
         "warmup": args.warmup,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -11,18 +11,19 @@ keeps what it once used.
 
 **Flushed subnormals** (``torch.set_flush_denormal``: the CPU's flush-to-zero and
 denormals-are-zero modes). Gradients that vanish through time reach magnitudes below
-1.2e-38, where each arithmetic operation takes a slow path: ``silu_backward`` on a
-``[256,256]`` gradient of subnormals measured ~3x slower, a whole CfC training step of
-setting (b) 2 % slower (117 vs 115 ms, 1 thread, the two modes interleaved). Flushed, such
-values are zero, which no optimizer step can tell apart (Adam's ``eps`` is 1e-8). The mode
-is per thread and inherited by threads created later, so it is set before torch starts its
-thread pool.
+1.2e-38, where each arithmetic operation takes a slow path: in a one-off diagnostic (not
+kept), ``silu_backward`` on a ``[256,256]`` gradient of subnormals ran ~3x slower, a whole
+CfC training step of setting (b) 2 % slower (117 vs 115 ms, 1 thread, the two modes
+interleaved). Flushed, such values are zero, which no optimizer step can tell apart (Adam's
+``eps`` is 1e-8). The mode is per thread and inherited by threads created later, so it is
+set before torch starts its thread pool.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
+from typing import Any
 
 import torch
 
@@ -52,10 +53,19 @@ def retain_freed_memory() -> bool:
 def allocator_name(retain: bool) -> str:
     """Apply ``retain`` and name the allocator's state for timing records: ``retained`` or
     ``system`` (glibc's adaptive thresholds, or a C library without them)."""
-    return "retained" if (retain and retain_freed_memory()) or _retained else "system"
+    if retain:
+        retain_freed_memory()
+    return "retained" if _retained else "system"
 
 
 def flush_denormal(enabled: bool) -> bool:
     """Set the CPU's flush-to-zero mode for this thread and the threads it starts; returns
     whether subnormals are now flushed (False where the CPU has no such mode)."""
     return torch.set_flush_denormal(enabled) and enabled
+
+
+def apply(retain_freed: bool, flush: bool) -> dict[str, Any]:
+    """Apply both settings, before torch's thread pool starts (its threads inherit the
+    flush mode); returns them as timing records name them (``allocator``,
+    ``flush_denormal``)."""
+    return {"flush_denormal": flush_denormal(flush), "allocator": allocator_name(retain_freed)}

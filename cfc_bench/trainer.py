@@ -47,8 +47,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from cfc_bench import cpu_runtime
 from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
-from cfc_bench.cpu_runtime import allocator_name, flush_denormal
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
 from cfc_bench.tasks.base import Select, SequenceData, Task
@@ -282,11 +282,11 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
-        # Before the thread pool starts: its threads inherit the mode (cfc_bench/cpu_runtime.py).
-        self.flushed = flush_denormal(cfg.trainer.flush_denormal)
+        self.cpu_settings = cpu_runtime.apply(
+            cfg.trainer.retain_freed_memory, cfg.trainer.flush_denormal
+        )
         if cfg.trainer.threads is not None:
             torch.set_num_threads(cfg.trainer.threads)
-        self.allocator = allocator_name(cfg.trainer.retain_freed_memory)
         self.device = resolve_device(cfg.device)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -493,8 +493,7 @@ class Trainer:
             "device_name": device_name(self.device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "allocator": self.allocator,
-            "flush_denormal": self.flushed,
+            **self.cpu_settings,
             "host": socket.gethostname(),
             "python": platform.python_version(),
             "git_commit": git_commit(),
@@ -599,7 +598,7 @@ class Trainer:
             self.n_params,
             self.device,
             torch.get_num_threads(),
-            self.allocator,
+            self.cpu_settings["allocator"],
             self.out_dir,
         )
         self.logger = open_logger(self.cfg, self.experiment, self.out_dir, self.state.logger_id)

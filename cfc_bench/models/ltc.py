@@ -31,7 +31,8 @@ measured 2.6x slower than per step (forward+backward, compiled; eager 4x). With 
 each observation step (sensory sums and all unfolds) runs through ``torch.compile``, which
 fuses the ``[B,H,H]`` sigmoids, products and sums into a few kernels and keeps only ``[B,H]``
 tensors for the backward pass (the sigmoids are recomputed there). Two alternatives measured
-slower (forward+backward, T=20, against this code in the same process): five observation
+slower in a one-off diagnostic, not kept (forward+backward, T=20, against this code in the
+same process): five observation
 steps per compiled call (258 s to compile, then 1.8x slower) and batch-innermost ``[I,J,B]``
 synapse tensors, which make the backward's sums over the batch contiguous (1.5x slower).
 """

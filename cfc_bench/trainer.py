@@ -459,6 +459,13 @@ class Trainer:
         results[f"test/{metric}"] = self.task.score(out, test)
         results["test_loss"] = float(self.task.loss(out, test, self.class_weights))
         results["time/infer_ms_per_seq"] = 1000 * infer_s / len(test)
+        # Beside the last epoch's score, the best validation epoch's: the other protocol of the
+        # references (the ODE-LSTM scripts restore their best checkpoint), never selected on test.
+        results[f"test_at_best_val/{metric}"] = None
+        if self.select is Select.last and state.best_weights is not None:
+            self.model.load_state_dict(state.best_weights)
+            best = predict(self.model, self.task, test, self.cfg.trainer.eval_batch_size)
+            results[f"test_at_best_val/{metric}"] = self.task.score(best, test)
         return results
 
     def timing(self) -> dict[str, float]:

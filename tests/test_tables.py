@@ -217,6 +217,31 @@ def test_reduced_budget_rows_are_not_judged(reported: Path, tmp_path: Path) -> N
     assert "Reproduces" not in readme and "Does not reproduce" not in readme
 
 
+def test_score_at_the_best_validation_epoch_gets_a_column(reported: Path, tmp_path: Path) -> None:
+    """A column only where runs scored it (the golden XOR table has none)."""
+    root = tmp_path / "runs"
+    for seed, (last, best) in enumerate([(0.70, 0.64), (0.66, 0.62)]):
+        record(
+            root / f"cfc{seed}",
+            task="walker",
+            metric="mse",
+            model="cfc",
+            experiment="walker_cfc",
+            seed=seed,
+            epochs=50,
+            **{"test/mse": last, "test_at_best_val/mse": best, "time/epoch_s": 1.0},
+        )
+    out = run_tables(root, reported, tmp_path)
+    lines = (out / "tables/walker.md").read_text().splitlines()
+    assert "| agrees | ours at best-val epoch | time/epoch (s) |" in lines[2]
+    assert "| 0.6800 ± 0.0283 (n=2) | 0.6430 ± 0.0060 | +0.0370 |" in lines[4]
+    assert "| 0.6300 ± 0.0141 (n=2) | 1 |" in lines[4]  # beside, not in place of, the last's
+    csv = pd.read_csv(out / "tables/walker.csv")
+    assert csv["best_val_mean"].tolist() == pytest.approx([0.63])
+    # the judgement stays on the last epoch's score, as the protocol says
+    assert "| yes (≤ 0.0578) | 0.6300 ± 0.0141 (n=2) |" in lines[4]
+
+
 def test_figures_written(runs: Path, reported: Path, tmp_path: Path) -> None:
     figure = run_tables(runs, reported, tmp_path) / "figures/xor_metric_vs_time.png"
     data = figure.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -110,18 +111,9 @@ def test_lstm_trains_and_decay_multiplies_lr(tmp_path: Path) -> None:
     assert history["lr"].tolist() == pytest.approx([0.01, 0.005, 0.0025])
 
 
-@pytest.mark.parametrize(
-    "protocol,select,expected",
-    [
-        ("default", "best_val", "best_val"),
-        ("default", "last", "last"),
-        ("paper", "best_val", "last"),  # walker's paper protocol tests the last epoch
-    ],
-)
-def test_weights_tested_follow_selection(
-    tmp_path: Path, mirror: Path, protocol: str, select: str, expected: str
-) -> None:
-    cfg = compose(
+def small_walker(tmp_path: Path, mirror: Path, protocol: str, select: str) -> Any:
+    """A 4-epoch Walker2d CfC whose learning rate grows, so that later epochs get worse."""
+    return compose(
         [
             "task=walker",
             f"task.protocol={protocol}",
@@ -133,13 +125,26 @@ def test_weights_tested_follow_selection(
             "model.backbone_units=16",
             "trainer.epochs=4",
             "trainer.lr=0.05",
-            "trainer.decay=5",  # a growing learning rate: later epochs get worse
+            "trainer.decay=5",
             f"trainer.select={select}",
             "trainer.progress=false",
             "device=cpu",
         ]
     )
-    metrics = train(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "protocol,select,expected",
+    [
+        ("default", "best_val", "best_val"),
+        ("default", "last", "last"),
+        ("paper", "best_val", "last"),  # walker's paper protocol tests the last epoch
+    ],
+)
+def test_weights_tested_follow_selection(
+    tmp_path: Path, mirror: Path, protocol: str, select: str, expected: str
+) -> None:
+    metrics = train(small_walker(tmp_path, mirror, protocol, select), tmp_path / "run")
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert metrics["select"] == expected
     best = int(history["val_mse"].idxmin())
@@ -148,6 +153,20 @@ def test_weights_tested_follow_selection(
     row = best if expected == "best_val" else len(history) - 1
     # the validation score recomputed after restoring the weights equals that epoch's
     assert metrics["val/mse"] == pytest.approx(history["val_mse"].iloc[row], rel=1e-6)
+
+
+def test_a_run_testing_the_last_epoch_also_scores_the_best_validation_epoch(
+    tmp_path: Path, mirror: Path
+) -> None:
+    def walker(select: str) -> dict:
+        return train(small_walker(tmp_path, mirror, "default", select), tmp_path / select)
+
+    last, best = walker("last"), walker("best_val")
+    assert last["best_epoch"] == best["best_epoch"] < last["epochs"]
+    assert last["test/mse"] != pytest.approx(best["test/mse"])
+    # the same weights as the run that restores them: equal scores, not a re-selection
+    assert last["test_at_best_val/mse"] == pytest.approx(best["test/mse"], rel=1e-6)
+    assert best["test_at_best_val/mse"] is None  # already the tested score
 
 
 def test_rmsprop_of_the_tensorflow_presets_takes_keras_first_step() -> None:

@@ -398,6 +398,21 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     digits = METRIC_DIGITS[metric]
     # Only where runs scored it: the test score at the best validation epoch's weights.
     at_best = "best_val_n" in table and bool((table["best_val_n"].fillna(0) > 0).any())
+    columns = [
+        "model",
+        "preset",
+        f"ours: {METRIC_LABEL[metric]}",
+        "paper",
+        "ours - paper",
+        "agrees",
+        *(["ours at best-val epoch"] if at_best else []),
+        "time/epoch (s)",
+        "CfC speed-up",
+        "paper speed-up",
+        "params",
+        "budget",
+        "device",
+    ]
     rows = []
     for _, r in table.iterrows():
         name = r["model"]
@@ -405,7 +420,7 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
             name = f"{name} (paper: {r['paper_model']})"
         paper = _mean_std(r["paper_mean"], r["paper_std"], digits)
         if r["status"] != "ran":
-            rows.append([name, "-", r["status"], paper, *["-"] * (9 if at_best else 8)])
+            rows.append([name, "-", r["status"], paper, *["-"] * (len(columns) - 4)])
             continue
         agrees, judged = "-", verdict(r["agrees"])
         if judged is not None:
@@ -432,21 +447,6 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                 r["device_name"],
             ]
         )
-    columns = [
-        "model",
-        "preset",
-        f"ours: {METRIC_LABEL[metric]}",
-        "paper",
-        "ours - paper",
-        "agrees",
-        *(["ours at best-val epoch"] if at_best else []),
-        "time/epoch (s)",
-        "CfC speed-up",
-        "paper speed-up",
-        "params",
-        "budget",
-        "device",
-    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -14,13 +14,15 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "conf" / "experiment"
 TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")
 MODELS = ("cfc", "cfc_nogate", "cfs", "cfc_mmrnn", "ltc", "ode_rnn", "lstm", "gru_d", "ode_lstm")
 PRESETS = [f"{task}_{model}" for task, model in itertools.product(TASKS, MODELS)]
+# further baselines, preset only where the paper has their row
+EXTRA = ("xor_ct_rnn", "walker_ct_rnn")
 
 
 def load(name: str) -> dict:
     return yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", [*PRESETS, *EXTRA])
 def test_preset_uses_the_paper_protocol_and_names_its_sources(name: str) -> None:
     text = (EXPERIMENTS / f"{name}.yaml").read_text()
     preset = yaml.safe_load(text)
@@ -57,4 +59,7 @@ def test_untuned_models_share_a_recipe_within_a_task() -> None:
             model: load(f"{task}_{model}")["trainer"]
             for model in ("lstm", "gru_d", "ode_lstm", "ode_rnn")
         }
+        recipes.update(
+            {m: load(f"{task}_{m}")["trainer"] for m in ("ct_rnn",) if f"{task}_{m}" in EXTRA}
+        )
         assert all(r == recipes["lstm"] for r in recipes.values()), task

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from cfc_bench.tasks.base import DataConfig
-from cfc_bench.tasks.xor import PAD, TEST_SEED, Encoding, XORConfig, draw_bits, make_split
+from cfc_bench.tasks.base import IGNORE, DataConfig, Metric, SequenceData, Task
+from cfc_bench.tasks.xor import (
+    PAD,
+    TEST_SEED,
+    Encoding,
+    Readout,
+    XORConfig,
+    draw_bits,
+    make_split,
+)
 
 
 def encode_one(bits: list[int]) -> tuple[list[int], list[int]]:
@@ -84,3 +92,28 @@ def test_labels_are_parity(encoding: str) -> None:
     bits, lengths = draw_bits(100, 7)
     split = make_split(100, 7, Encoding(encoding))
     assert split.y.tolist() == (bits.sum(1) % 2).tolist()
+
+
+def test_one_logit_readout_is_the_two_logit_one_with_the_first_logit_at_zero() -> None:
+    """readout=sigmoid: loss and scores equal the softmax readout's for logits (0, z), since
+    softmax(0, z)[1] = sigmoid(z); class weights and unlabelled steps are treated alike."""
+    g = torch.Generator().manual_seed(0)
+    n, steps = 12, 5
+    z = torch.randn(n, steps, 1, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (n, steps), generator=g)
+    y[0, 3:] = IGNORE
+    data = SequenceData(
+        torch.zeros(n, steps, 1), torch.ones(n, steps), torch.ones(n, steps, dtype=torch.bool), y
+    )
+    two = torch.cat([torch.zeros_like(z), z], dim=-1)
+    for metric in (Metric.accuracy, Metric.auc):
+        task = Task("t", None, per_step=True, metric=metric, splits={})
+        for weights in (None, torch.tensor([1.0, 7.5], dtype=torch.float64)):
+            torch.testing.assert_close(task.loss(z, data, weights), task.loss(two, data, weights))
+        assert task.score(z, data) == pytest.approx(task.score(two, data), abs=1e-12)
+
+
+def test_sigmoid_readout_has_one_output() -> None:
+    for readout, outputs in ((Readout.softmax, 2), (Readout.sigmoid, 1)):
+        cfg = XORConfig(train_samples=50, test_samples=20, readout=readout)
+        assert cfg.build(DataConfig()).io.output_size == outputs

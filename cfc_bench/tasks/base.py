@@ -110,6 +110,13 @@ class Task:
             valid = batch.mask.to(err.dtype)
             return (err * valid).sum() / valid.sum().clamp_min(1)
         logits = out.reshape(-1, out.shape[-1])
+        if logits.shape[-1] == 1:  # one logit: binary cross-entropy, weighted as below
+            y = batch.y.reshape(-1)
+            labelled = y != IGNORE
+            logit, y = logits[labelled, 0], y[labelled]
+            w = class_weights[y] if class_weights is not None else torch.ones_like(logit)
+            bce = F.binary_cross_entropy_with_logits(logit, y.to(logit.dtype), reduction="none")
+            return (w * bce).sum() / w.sum()
         return F.cross_entropy(
             logits, batch.y.reshape(-1), weight=class_weights, ignore_index=IGNORE
         )
@@ -123,9 +130,14 @@ class Task:
         y = data.y.reshape(-1)
         logits = out.reshape(-1, out.shape[-1])[y != IGNORE]
         y = y[y != IGNORE]
+        one_logit = logits.shape[-1] == 1  # P(class 1) = sigmoid(logit)
         if self.metric is Metric.accuracy:
-            return float((logits.argmax(-1) == y).double().mean())
-        probs = torch.softmax(logits.double(), dim=-1)[:, 1].cpu().numpy()
+            predicted = (logits[:, 0] > 0).long() if one_logit else logits.argmax(-1)
+            return float((predicted == y).double().mean())
+        if one_logit:
+            probs = torch.sigmoid(logits[:, 0].double()).cpu().numpy()
+        else:
+            probs = torch.softmax(logits.double(), dim=-1)[:, 1].cpu().numpy()
         labels = y.cpu().numpy()
         if len(np.unique(labels)) < 2:
             return float("nan")  # ROC AUC is undefined with a single class present

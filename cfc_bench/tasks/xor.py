@@ -8,9 +8,10 @@ bit differs from the previous one (elapsed = bits since the last event) plus a t
 event for a final run of repeats; dense encoding emits every bit with elapsed 1. Both pad
 to 32 and divide elapsed by 32. No validation split, as in the reference.
 
-The readout has two logits and a softmax cross-entropy, like every classification task
-here; the TensorFlow reference (train_xor.py) has one logit and a binary cross-entropy. The
-likelihood is the same, but the readout has twice the weights, so an optimizer that
+The readout has two logits and a softmax cross-entropy (``readout=softmax``), like every
+classification task here; the TensorFlow references (train_xor.py, xor_task.py) have one
+logit and a binary cross-entropy (``readout=sigmoid``, accuracy at logit > 0). The
+likelihood is the same, but two logits have twice the readout weights, so an optimizer that
 normalises each weight's step (RMSprop, Adam) moves the logit difference up to twice as
 fast.
 """
@@ -36,10 +37,16 @@ class Encoding(Enum):
     dense = "dense"
 
 
+class Readout(Enum):
+    softmax = "softmax"  # two logits, softmax cross-entropy
+    sigmoid = "sigmoid"  # one logit, binary cross-entropy (the TensorFlow references)
+
+
 @dataclass
 class XORConfig(TaskConfig):
     name: str = "xor"
     encoding: Encoding = Encoding.event
+    readout: Readout = Readout.softmax
     train_samples: int = 100_000
     test_samples: int = 10_000
 
@@ -49,7 +56,9 @@ class XORConfig(TaskConfig):
             "train": make_split(self.train_samples, TRAIN_SEED, encoding),
             "test": make_split(self.test_samples, TEST_SEED, encoding),
         }
-        task = Task("xor", SequenceIO(1, 2), per_step=False, metric=Metric.accuracy, splits=splits)
+        outputs = 1 if Readout(self.readout) is Readout.sigmoid else 2
+        io = SequenceIO(1, outputs)
+        task = Task("xor", io, per_step=False, metric=Metric.accuracy, splits=splits)
         task.limit_train(self.train_limit)
         return task
 

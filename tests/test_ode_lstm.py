@@ -107,6 +107,7 @@ def test_tensorflow_variant_starts_as_the_reference_cell() -> None:
     expected = torch.zeros(4 * H, dtype=torch.float64)
     expected[H : 2 * H] = 3.0  # sigmoid(fg + 3.0) on a zero-initialised bias
     assert torch.equal(bias, expected)
+    assert not model.cell.bias_hh.requires_grad  # one trainable bias, as the TF cell
     w_hh = model.cell.weight_hh  # orthogonal [4H, H]: orthonormal columns
     torch.testing.assert_close(w_hh.T @ w_hh, torch.eye(H, dtype=torch.float64), atol=1e-6, rtol=0)
     # its ODE state is the output and starts at 0: without elapsed time nothing moves

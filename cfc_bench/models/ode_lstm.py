@@ -13,7 +13,7 @@ then its output state ``h`` (not the memory cell ``c``) evolves over the elapsed
 the CfC paper copies). The ODE state ``s`` is separate from the LSTM's output ``u``: ``u``
 drives a CT-RNN (``ct_rnn.CTRNNField``, leak 1) that evolves ``s`` from its previous value,
 and ``s`` is both the output and the LSTM's recurrent input. The LSTM starts as that cell:
-glorot input and orthogonal recurrent weights, zero biases but the forget gate's at 3.0:
+glorot input and orthogonal recurrent weights, one bias (zero but the forget gate's 3.0):
 
   u_t, c_t = LSTMCell(x_t, (s_{t-1}, c_{t-1}))
   s_t      = ODESolve(ds/dt = scale ⊙ tanh(W u_t + U s + b) − s, s_{t-1}, over dt_t)
@@ -75,6 +75,9 @@ class ODELSTM(SequenceModel):
             self.cell.bias_hh.zero_()
             # torch's gate order is (input, forget, cell, output)
             self.cell.bias_ih[cfg.hidden : 2 * cfg.hidden] = TENSORFLOW_FORGET_BIAS
+        # The TensorFlow cell has one bias vector: a second trainable copy would double the
+        # step an optimizer that normalises each weight's step (RMSprop) takes on their sum.
+        self.cell.bias_hh.requires_grad_(False)
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x_proj = lstm_input(self.cell, x).unbind(1)

@@ -39,3 +39,24 @@ def test_torch_init_is_pytorchs_draw() -> None:
 def test_a_forget_bias_on_a_gru_is_refused() -> None:
     with pytest.raises(ValueError, match="model.forget_bias=1.0 needs model.cell=lstm"):
         RNNConfig(name="gru", cell="gru", forget_bias=1.0).build(IO)
+
+
+def test_one_bias_keeps_the_outputs_and_trains_a_single_vector() -> None:
+    torch.manual_seed(0)
+    two = RNNConfig(hidden=8).build(IO)
+    torch.manual_seed(0)
+    one = RNNConfig(hidden=8, one_bias=True).build(IO)
+    g = torch.Generator().manual_seed(1)
+    x, dt = torch.randn(2, 5, IO.input_size, generator=g), torch.rand(2, 5, generator=g)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    torch.testing.assert_close(one(x, dt, mask), two(x, dt, mask))  # b_hh folded into b_ih
+    one(x, dt, mask).sum().backward()
+    assert not one.rnn.bias_hh_l0.any() and one.rnn.bias_hh_l0.grad is None
+    assert one.rnn.bias_ih_l0.grad is not None
+    n_trained = sum(p.numel() for p in one.parameters() if p.requires_grad)
+    assert n_trained == sum(p.numel() for p in two.parameters()) - 4 * 8
+
+
+def test_one_bias_on_a_gru_is_refused() -> None:
+    with pytest.raises(ValueError, match="model.one_bias=true needs model.cell=lstm"):
+        RNNConfig(name="gru", cell="gru", one_bias=True).build(IO)

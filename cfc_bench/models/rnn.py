@@ -5,7 +5,10 @@
 "augmented LSTM" rows the CfC paper copies: xavier-uniform input weights, orthogonal
 recurrent weights, zero biases. ``forget_bias`` (LSTM) starts the forget gate's bias there;
 the reference cell adds a constant 1.0 to a zero-initialised bias at every step, which has
-the same outputs and gradients as a bias that starts at 1.0.
+the same outputs and gradients as a bias that starts at 1.0. ``one_bias`` (LSTM) trains one
+bias vector, as the Keras cell: torch's cells train two (``b_ih``, ``b_hh``) whose sum is the
+bias, which doubles the step that an optimizer normalising each weight's step (RMSprop, Adam)
+takes on it; ``b_hh`` is then folded into ``b_ih`` and frozen at zero.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class RNNConfig(ModelConfig):
     hidden: int = 64
     init: RNNInit = RNNInit.torch
     forget_bias: float = 0.0  # LSTM only: initial forget-gate bias (added to torch's draw)
+    one_bias: bool = False  # LSTM only: one trainable bias vector, as the Keras cell
 
     def build(self, io: SequenceIO) -> RNN:
         return RNN(self, io)
@@ -50,6 +54,11 @@ class RNN(SequenceModel):
                 f"model.forget_bias={cfg.forget_bias} needs model.cell=lstm (a GRU has no "
                 "forget gate); leave it at 0"
             )
+        if cfg.one_bias and cell is not RNNCell.lstm:
+            raise ValueError(
+                "model.one_bias=true needs model.cell=lstm (a GRU's b_hn sits inside its reset "
+                "gate, so its two biases are not one); leave it false"
+            )
         self.rnn = cell.value(io.input_size + 1, cfg.hidden, batch_first=True)
         hidden = cfg.hidden
         with torch.no_grad():
@@ -60,6 +69,10 @@ class RNN(SequenceModel):
                 self.rnn.bias_hh_l0.zero_()
             # torch's gate order is (input, forget, cell, output)
             self.rnn.bias_ih_l0[hidden : 2 * hidden] += cfg.forget_bias
+            if cfg.one_bias:  # same sum, one of the two trained
+                self.rnn.bias_ih_l0 += self.rnn.bias_hh_l0
+                self.rnn.bias_hh_l0.zero_()
+        self.rnn.bias_hh_l0.requires_grad_(not cfg.one_bias)
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(torch.cat([x, dt.to(x.dtype).unsqueeze(-1)], dim=-1))

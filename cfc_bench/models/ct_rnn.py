@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
-from cfc_bench.models.solvers import FIXED_STEP, Solver
+from cfc_bench.models.solvers import FIXED_STEP, Solver, integrate_fixed
 
 
 def fixed_step_solver(solver: Solver | str, steps: int, owner: str) -> Solver:
@@ -60,10 +60,7 @@ class CTRNNField(nn.Module):
             drive = self.scale * torch.tanh(x_proj + self.recurrent(state))
             return drive - self.tau * state if self.tau else drive
 
-        step, k = FIXED_STEP[solver], dt / steps
-        for _ in range(steps):
-            h = step(field, h, k)
-        return h
+        return integrate_fixed(field, h, dt, solver, steps)
 
 
 @dataclass

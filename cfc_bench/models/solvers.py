@@ -69,6 +69,16 @@ def rk4(f: Field, h: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 FIXED_STEP = {Solver.euler: euler, Solver.midpoint: midpoint, Solver.rk4: rk4}
 
 
+def integrate_fixed(
+    f: Field, h: torch.Tensor, dt: torch.Tensor, solver: Solver, steps: int
+) -> torch.Tensor:
+    """``h`` evolved over ``dt`` by ``steps`` equal steps of the fixed-step ``solver``."""
+    step, k = FIXED_STEP[solver], dt / steps
+    for _ in range(steps):
+        h = step(f, h, k)
+    return h
+
+
 def per_sample_rms_max(error: torch.Tensor) -> torch.Tensor:
     """dopri5's error norm: the worst sample's RMS over its state."""
     return error.pow(2).mean(dim=-1).sqrt().amax()
@@ -105,7 +115,4 @@ class NeuralODE(nn.Module):
                 method="dopri5",
                 options={"norm": per_sample_rms_max},
             )[-1]
-        step, k = FIXED_STEP[self.solver], dt / self.steps
-        for _ in range(self.steps):
-            h = step(self.f, h, k)
-        return h
+        return integrate_fixed(self.f, h, dt, self.solver, self.steps)

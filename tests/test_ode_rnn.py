@@ -124,5 +124,5 @@ def test_ode_rnn_defaults_are_the_papers_rk4_with_three_steps() -> None:
 
 
 def test_a_bad_step_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="ode.steps must be at least 1"):
+    with pytest.raises(ValueError, match="ode: steps must be at least 1, got 0"):
         NeuralODE(ODEConfig(steps=0), 4)

@@ -8,6 +8,9 @@ with the same maths as torch's cells (gate orders ``r, z, n`` and ``i, f, g, o``
   GRU   r = σ(Wir x + bir + Whr h + bhr),  z = σ(Wiz x + biz + Whz h + bhz),
         n = tanh(Win x + bin + r·(Whn h + bhn)),  h' = (1 − z)·n + z·h
   LSTM  i, f, g, o = W_i x + b_i + W_h h + b_h,  c' = σ(f)·c + σ(i)·tanh(g),  h' = σ(o)·tanh(c')
+
+:func:`keras_init` and :func:`lstm_biases` start the weights as the TensorFlow references'
+cells (the LSTM baseline's ``init=keras``, the TensorFlow ODE-LSTM).
 """
 
 from __future__ import annotations
@@ -15,6 +18,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@torch.no_grad()
+def keras_init(weight_ih: torch.Tensor, weight_hh: torch.Tensor, *biases: torch.Tensor) -> None:
+    """Keras' recurrent-cell defaults: glorot-uniform input weights, orthogonal recurrent
+    weights, zero biases."""
+    nn.init.xavier_uniform_(weight_ih)
+    nn.init.orthogonal_(weight_hh)
+    for bias in biases:
+        bias.zero_()
+
+
+@torch.no_grad()
+def lstm_biases(
+    bias_ih: nn.Parameter, bias_hh: nn.Parameter, forget_bias: float, one_bias: bool
+) -> None:
+    """Add ``forget_bias`` to the forget gate (torch's gate order is ``i, f, g, o``); with
+    ``one_bias``, train one bias vector as the Keras cell: ``b_hh`` folded into ``b_ih`` and
+    frozen at zero (two trainable copies of one sum double the step an optimizer that
+    normalises each weight's step, RMSprop or Adam, takes on it)."""
+    hidden = bias_ih.shape[0] // 4
+    bias_ih[hidden : 2 * hidden] += forget_bias
+    if one_bias:
+        bias_ih += bias_hh
+        bias_hh.zero_()
+    bias_hh.requires_grad_(not one_bias)
 
 
 def gru_input(cell: nn.GRUCell, x: torch.Tensor) -> torch.Tensor:

@@ -21,18 +21,7 @@ import torch
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
-from cfc_bench.models.solvers import FIXED_STEP, Solver, integrate_fixed
-
-
-def fixed_step_solver(solver: Solver | str, steps: int, owner: str) -> Solver:
-    """``solver`` as a :class:`Solver` that takes fixed steps, or a readable error."""
-    solver = Solver(solver)
-    if solver not in FIXED_STEP:
-        names = ", ".join(s.value for s in FIXED_STEP)
-        raise ValueError(f"{owner} integrates with fixed steps ({names}), not {solver.value}")
-    if steps < 1:
-        raise ValueError(f"{owner}: steps must be at least 1, got {steps}")
-    return solver
+from cfc_bench.models.solvers import Solver, checked_solver, integrate_fixed
 
 
 class CTRNNField(nn.Module):
@@ -78,7 +67,7 @@ class CTRNNConfig(ModelConfig):
 class CTRNN(SequenceModel):
     def __init__(self, cfg: CTRNNConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
-        self.solver = fixed_step_solver(cfg.solver, cfg.steps, "ct_rnn")
+        self.solver = checked_solver(cfg.solver, cfg.steps, "ct_rnn")
         self.steps = cfg.steps
         self.field = CTRNNField(io.input_size, cfg.hidden, cfg.tau)
 

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
-from cfc_bench.models.cells import lstm_input, lstm_step
-from cfc_bench.models.ct_rnn import CTRNNField, fixed_step_solver
-from cfc_bench.models.solvers import NeuralODE, ODEConfig, Solver
+from cfc_bench.models.cells import keras_init, lstm_biases, lstm_input, lstm_step
+from cfc_bench.models.ct_rnn import CTRNNField
+from cfc_bench.models.solvers import NeuralODE, ODEConfig, Solver, checked_solver
 
 TENSORFLOW_FORGET_BIAS = 3.0  # node_cell.ODELSTM: sigmoid(fg + 3.0)
 
@@ -65,19 +65,12 @@ class ODELSTM(SequenceModel):
             self.ode = NeuralODE(cfg.ode, cfg.hidden)
             return
         owner = "ode_lstm with variant=tensorflow"
-        self.solver = fixed_step_solver(cfg.ode.solver, cfg.ode.steps, owner)
+        self.solver = checked_solver(cfg.ode.solver, cfg.ode.steps, owner)
         self.steps = cfg.ode.steps
         self.ctrnn = CTRNNField(cfg.hidden, cfg.hidden, tau=1.0)
-        with torch.no_grad():
-            nn.init.xavier_uniform_(self.cell.weight_ih)
-            nn.init.orthogonal_(self.cell.weight_hh)
-            self.cell.bias_ih.zero_()
-            self.cell.bias_hh.zero_()
-            # torch's gate order is (input, forget, cell, output)
-            self.cell.bias_ih[cfg.hidden : 2 * cfg.hidden] = TENSORFLOW_FORGET_BIAS
-        # The TensorFlow cell has one bias vector: a second trainable copy would double the
-        # step an optimizer that normalises each weight's step (RMSprop) takes on their sum.
-        self.cell.bias_hh.requires_grad_(False)
+        cell = self.cell
+        keras_init(cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        lstm_biases(cell.bias_ih, cell.bias_hh, TENSORFLOW_FORGET_BIAS, one_bias=True)
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x_proj = lstm_input(self.cell, x).unbind(1)

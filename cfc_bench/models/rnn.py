@@ -6,9 +6,7 @@
 recurrent weights, zero biases. ``forget_bias`` (LSTM) starts the forget gate's bias there;
 the reference cell adds a constant 1.0 to a zero-initialised bias at every step, which has
 the same outputs and gradients as a bias that starts at 1.0. ``one_bias`` (LSTM) trains one
-bias vector, as the Keras cell: torch's cells train two (``b_ih``, ``b_hh``) whose sum is the
-bias, which doubles the step that an optimizer normalising each weight's step (RMSprop, Adam)
-takes on it; ``b_hh`` is then folded into ``b_ih`` and frozen at zero.
+bias vector, as the Keras cell (``cells.lstm_biases``).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+from cfc_bench.models.cells import keras_init, lstm_biases
 
 
 class RNNCell(Enum):
@@ -60,19 +59,11 @@ class RNN(SequenceModel):
                 "gate, so its two biases are not one); leave it false"
             )
         self.rnn = cell.value(io.input_size + 1, cfg.hidden, batch_first=True)
-        hidden = cfg.hidden
-        with torch.no_grad():
-            if RNNInit(cfg.init) is RNNInit.keras:
-                nn.init.xavier_uniform_(self.rnn.weight_ih_l0)
-                nn.init.orthogonal_(self.rnn.weight_hh_l0)
-                self.rnn.bias_ih_l0.zero_()
-                self.rnn.bias_hh_l0.zero_()
-            # torch's gate order is (input, forget, cell, output)
-            self.rnn.bias_ih_l0[hidden : 2 * hidden] += cfg.forget_bias
-            if cfg.one_bias:  # same sum, one of the two trained
-                self.rnn.bias_ih_l0 += self.rnn.bias_hh_l0
-                self.rnn.bias_hh_l0.zero_()
-        self.rnn.bias_hh_l0.requires_grad_(not cfg.one_bias)
+        rnn = self.rnn
+        if RNNInit(cfg.init) is RNNInit.keras:
+            keras_init(rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        if cell is RNNCell.lstm:
+            lstm_biases(rnn.bias_ih_l0, rnn.bias_hh_l0, cfg.forget_bias, cfg.one_bias)
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(torch.cat([x, dt.to(x.dtype).unsqueeze(-1)], dim=-1))

@@ -79,6 +79,18 @@ def integrate_fixed(
     return h
 
 
+def checked_solver(solver: Solver | str, steps: int, owner: str, fixed_only: bool = True) -> Solver:
+    """``solver`` as a :class:`Solver`, or a readable error: fewer than 1 step per interval,
+    or (``fixed_only``) an adaptive solver for a model that integrates with fixed steps."""
+    solver = Solver(solver)
+    if fixed_only and solver not in FIXED_STEP:
+        names = ", ".join(s.value for s in FIXED_STEP)
+        raise ValueError(f"{owner} integrates with fixed steps ({names}), not {solver.value}")
+    if steps < 1:
+        raise ValueError(f"{owner}: steps must be at least 1, got {steps}")
+    return solver
+
+
 def per_sample_rms_max(error: torch.Tensor) -> torch.Tensor:
     """dopri5's error norm: the worst sample's RMS over its state."""
     return error.pow(2).mean(dim=-1).sqrt().amax()
@@ -89,8 +101,7 @@ class NeuralODE(nn.Module):
 
     def __init__(self, cfg: ODEConfig, size: int):
         super().__init__()
-        if cfg.steps < 1:
-            raise ValueError(f"ode.steps must be at least 1, got {cfg.steps}")
+        self.solver = checked_solver(cfg.solver, cfg.steps, "ode", fixed_only=False)
         layers: list[nn.Module] = []
         width = size
         for _ in range(cfg.layers):
@@ -98,7 +109,6 @@ class NeuralODE(nn.Module):
             width = cfg.units
         layers.append(nn.Linear(width, size))
         self.f = nn.Sequential(*layers)
-        self.solver = Solver(cfg.solver)
         self.steps = cfg.steps
         self.rtol, self.atol = cfg.rtol, cfg.atol
 

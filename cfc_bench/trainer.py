@@ -20,6 +20,7 @@ at a time (a lock), and a folder holding results of another configuration is ref
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -168,18 +169,34 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+@functools.cache
+def code_version() -> str | None:
+    """The git commit this package runs from, ``-dirty`` appended when its code (``cfc_bench``,
+    ``conf``, ``pyproject.toml``) differs from that commit; None outside its own checkout (an
+    installed package, or one inside another repository). Read once per process, at its first
+    run: a sweep's later jobs run the code loaded then, whatever was committed since."""
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() != package.parent:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--", *CODE_PATHS)
+    return f"{commit}-dirty" if changed else commit
+
+
+CODE_PATHS = (":/cfc_bench", ":/conf", ":/pyproject.toml")
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -237,6 +254,8 @@ class State:
     started_at: str | None = None  # when the run first started (UTC)
     resumes: int = 0  # how often the run was resumed from a checkpoint
     logger_id: str | None = None  # the wandb run a resumed job continues
+    # code_version() at the first start and at every resume that ran other code
+    code_versions: list[str | None] = field(default_factory=list)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -275,6 +294,7 @@ class Trainer:
         self.config_yaml = config_yaml
         self.resume_hint = resume_hint or f"train again into {self.out_dir}"
         self.state = State(started_at=_now())
+        self.code_version = code_version()  # now: the code this process has loaded
         self.epoch = 0  # the epoch under way (0 before training, epochs while testing)
         self.saved_epoch = 0  # the epoch of the checkpoint on disk
         self.logger: NullLogger | WandbLogger = NullLogger()
@@ -503,7 +523,8 @@ class Trainer:
             **self.cpu_settings,
             "host": socket.gethostname(),
             "python": platform.python_version(),
-            "git_commit": git_commit(),
+            "git_commit": self.state.code_versions[0],
+            "git_commits": self.state.code_versions,
             "started_at": self.state.started_at,
             "finished_at": _now(),
             "resumes": self.state.resumes,
@@ -598,6 +619,8 @@ class Trainer:
         self.setup()
         if self.checkpoint_path.exists():
             self.load_checkpoint()
+        if not self.state.code_versions or self.state.code_versions[-1] != self.code_version:
+            self.state.code_versions.append(self.code_version)
         log.info(
             "%s on %s: %d parameters, device %s, %d threads, %s allocator, output in %s",
             self.cfg.model.name,

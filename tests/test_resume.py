@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 import torch
 from runs import SLOW_EPOCHS, TIMEOUT, cli, read_json, start, wait_into_epoch
 
+from cfc_bench import trainer
 from cfc_bench.config import compose
 from cfc_bench.trainer import OutputConflict, config_changes, exclusive, train
 
@@ -144,3 +146,35 @@ def test_config_changes_lists_result_settings_only() -> None:
     new = "model:\n  hidden: 16\n  extra: 1\ntrainer:\n  lr: 0.1\n  threads: 2\ndevice: cuda\n"
     assert config_changes(old, new) == ["model.extra: (absent) -> 1", "model.hidden: 8 -> 16"]
     assert config_changes(old, old) == []
+
+
+def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run trained in pieces (a session each) records the commit of each piece's code."""
+    cfg, run_dir = compose(SMALL), tmp_path / "run"
+    versions = iter(["aaa", "bbb-dirty"])
+    monkeypatch.setattr(trainer, "code_version", lambda: next(versions))
+    train(cfg, run_dir, config_yaml=CONFIG)  # 2 epochs under "aaa"
+    (run_dir / "metrics.json").unlink()  # as if stopped after its last epoch
+    cfg.trainer.epochs = 3
+    resumed = train(cfg, run_dir, config_yaml=CONFIG)
+    assert resumed["resumes"] == 1 and resumed["epochs"] == 3
+    assert resumed["git_commit"] == "aaa" and resumed["git_commits"] == ["aaa", "bbb-dirty"]
+
+
+def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:
+    version = trainer.code_version()
+    repo = Path(trainer.__file__).resolve().parents[1]
+    if not (repo / ".git").exists():
+        assert version is None  # an installed package names no commit
+        return
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--", *trainer.CODE_PATHS],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert version == (f"{head}-dirty" if status.strip() else head)

@@ -66,6 +66,7 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
         "allocator",
         "flush_denormal",
         "git_commit",
+        "git_commits",
         "started_at",
     ]:
         assert key in on_disk, key

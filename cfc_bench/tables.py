@@ -24,8 +24,11 @@ a paper std, ``s_paper`` as ours; with neither, nothing is judged.
 
 Speed-up. A run's time per epoch is divided by the mean time per epoch of the CfC runs of
 the same sweep (the folder holding Hydra's ``multirun.yaml``; a single run is its own
-sweep), on the same machine, thread count and training-set size, so a ratio never mixes
-machines or loads; a row's speed-up is the mean over its runs. The paper's speed-up is its
+sweep), on the same machine, thread count and training-set size; a row's speed-up is the
+mean over its runs. Runs of one sweep folder may still be days apart, and a shared machine's
+speed drifts: where both sides recorded the machine-speed probe (``time/probe_ms``,
+``cfc_bench/probe.py``) and the probes differ by more than ``MACHINE_TOLERANCE``, the
+speed-up is shown with that drift and not judged. The paper's speed-up is its
 minutes per epoch over CfC's, figures that mix GPUs (``results/paper/README.md``). A speed
 claim reproduces when our speed-up is on the same side of 1 as the paper's and within a
 factor of 2 of it; "direction only" when only the side agrees.
@@ -257,28 +260,36 @@ def _cell(run: dict[str, Any]) -> tuple[Any, ...]:
     return run["sweep"], run["device_name"], threads, run["train_size"]
 
 
-def _speedups(runs: pd.DataFrame) -> pd.Series:
-    """Each run's time per epoch over the mean of the CfC runs of its cell (``_cell``)."""
+def _probe(run: dict[str, Any]) -> float:
+    value = run.get("time/probe_ms")
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
+def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's time per epoch over the mean of the CfC runs of its cell (``_cell``), and
+    its machine-speed probe over theirs (NaN where a run predates the probe)."""
     records = runs.to_dict("records")
-    cfc: dict[tuple, dict[tuple, list[float]]] = {}
+    cfc: dict[tuple, dict[tuple, list[dict]]] = {}
     for run in records:
         if run["model"] == REFERENCE_MODEL:
             configs = cfc.setdefault(_cell(run), {})
-            configs.setdefault((run["experiment"], run["budget"]), []).append(run["time/epoch_s"])
+            configs.setdefault((run["experiment"], run["budget"]), []).append(run)
     # several CfC configurations in one cell: the one with the most runs
     reference = {cell: max(c.values(), key=len) for cell, c in cfc.items()}
-    ratios = []
+    ratios, machine = [], []
     for run in records:
-        times = reference.get(_cell(run))
-        ratios.append(run["time/epoch_s"] / (sum(times) / len(times)) if times else math.nan)
-    return pd.Series(ratios, index=runs.index)
+        refs = reference.get(_cell(run), [])
+        mean = (lambda values: sum(values) / len(values)) if refs else (lambda values: math.nan)
+        ratios.append(run["time/epoch_s"] / mean([r["time/epoch_s"] for r in refs]))
+        machine.append(_probe(run) / mean([_probe(r) for r in refs]))
+    return pd.DataFrame({"speedup": ratios, "machine": machine}, index=runs.index)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, experiment, budget, machine, training size) of one task's runs."""
     metric = runs["metric"].iloc[0]
     scale = METRIC_SCALE[metric]
-    runs = runs.assign(speedup=_speedups(runs))
+    runs = runs.join(_speedups(runs))
     best_key = f"test_at_best_val/{metric}"  # recorded by runs that test the last epoch
     keys = ["model", "experiment", "budget", "device_name", "train_size"]
     out = []
@@ -300,6 +311,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                 "best_val_std": at_best.std(ddof=1) if at_best.count() > 1 else math.nan,
                 "best_val_n": int(at_best.count()),
                 "cfc_speedup": group["speedup"].mean(),  # NaN when no run has a CfC beside it
+                # the probe's time over CfC's: how much slower the machine ran for these runs
+                "machine_ratio": group["machine"].mean(),
                 "n_params": group["n_params"].iloc[0] if "n_params" in group else math.nan,
                 "epochs": group["epochs"].max() if "epochs" in group else math.nan,
             }
@@ -332,8 +345,18 @@ def verdict(value: Any) -> bool | None:
     return bool(value) if isinstance(value, (bool, np.bool_)) else None
 
 
-def speed_claim(ours: float, paper: float) -> str | None:
-    if math.isnan(ours) or math.isnan(paper):
+# Probe times of a model's and CfC's runs further apart than this: the machine's speed, not
+# the models', may explain their ratio, which is then not judged.
+MACHINE_TOLERANCE = 1.25
+
+
+def machine_drifted(machine: float) -> bool:
+    """Whether the probe ratio ``machine`` (NaN: not recorded) is beyond the tolerance."""
+    return not (math.isnan(machine) or 1 / MACHINE_TOLERANCE <= machine <= MACHINE_TOLERANCE)
+
+
+def speed_claim(ours: float, paper: float, machine: float = math.nan) -> str | None:
+    if math.isnan(ours) or math.isnan(paper) or machine_drifted(machine):
         return None
     if (ours > 1) != (paper > 1):
         return "does not reproduce"
@@ -381,7 +404,7 @@ def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> 
                     "tolerance": tolerance,
                     "seed_tolerance": seed_tolerance,
                     "agrees": agrees if comparable else None,
-                    "speed_claim": speed_claim(row["cfc_speedup"], p_speed)
+                    "speed_claim": speed_claim(row["cfc_speedup"], p_speed, row["machine_ratio"])
                     if comparable and model != REFERENCE_MODEL
                     else None,
                 }
@@ -405,6 +428,25 @@ def _mean_std(mean: float, std: float, digits: int, n: int | None = None) -> str
 
 def _ratio(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
+def _speedup_cell(r: pd.Series) -> str:
+    """Our speed-up, and the machine's own slow-down where it was too large to ignore."""
+    machine = r.get("machine_ratio", math.nan)
+    if not machine_drifted(machine):
+        return _ratio(r["cfc_speedup"])
+    return f"{_ratio(r['cfc_speedup'])} ({_machine_drift(machine)})"
+
+
+def _machine_drift(machine: float) -> str:
+    if machine >= 1:
+        return f"machine {machine:.2f}x slower than for CfC"
+    return f"machine {1 / machine:.2f}x faster than for CfC"
+
+
+def _machine_differed(r: pd.Series) -> bool:
+    judged = r["status"] == "ran" and r["model"] != REFERENCE_MODEL and bool(r["comparable"])
+    return judged and machine_drifted(r.get("machine_ratio", math.nan))
 
 
 def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -457,7 +499,7 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                 agrees,
                 *best,
                 f"{r['epoch_s']:.3g}",
-                _ratio(r["cfc_speedup"]),
+                _speedup_cell(r),
                 _ratio(r["paper_speedup"]),
                 "-" if math.isnan(r["n_params"]) else f"{int(r['n_params']):,}",
                 r["budget"],
@@ -510,7 +552,7 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
 CSV_COLUMNS = [
     "model", "paper_model", "status", "experiment", "n", "mean", "std", "paper_mean",
     "paper_std", "diff", "tolerance", "seed_tolerance", "agrees", "best_val_mean",
-    "best_val_std", "best_val_n", "epoch_s", "cfc_speedup", "paper_speedup",
+    "best_val_std", "best_val_n", "epoch_s", "cfc_speedup", "machine_ratio", "paper_speedup",
     "speed_claim", "n_params", "epochs", "budget", "comparable", "device_name", "train_size",
     "paper_source",
 ]  # fmt: skip
@@ -648,6 +690,13 @@ def summary_lines(result: TaskResult) -> list[str]:
             ),
         )
     listed(
+        f"CfC speed-up not judged (machine speed differed by more than {MACHINE_TOLERANCE}x)",
+        [r for r in ran if _machine_differed(r)],
+        lambda r: (
+            f"over {r['model']} {_ratio(r['cfc_speedup'])} ({_machine_drift(r['machine_ratio'])})"
+        ),
+    )
+    listed(
         "Not judged",
         [r for r in ran if verdict(r["agrees"]) is None],
         lambda r: f"{r['model']} ({_not_judged_why(r)})",
@@ -719,7 +768,11 @@ def readme(
         "sweep on the same machine, threads and training-set size, each model with its own "
         "preset (batch sizes differ as in the paper). *paper speed-up*: the paper's minutes "
         "per epoch over CfC's, figures copied from papers that used other GPUs. A speed claim "
-        "reproduces when both ratios are on the same side of 1 and within a factor of 2.\n"
+        "reproduces when both ratios are on the same side of 1 and within a factor of 2. "
+        "Runs of one sweep folder may be days apart and this machine's speed drifts: where "
+        "both sides timed the fixed probe workload (`time/probe_ms`, since December 2026) "
+        "and the probes differ by more than 1.25x, the cell shows the drift and the ratio "
+        "is not judged; older runs carry no probe, so their ratios may hold such drift.\n"
         "- *budget*: `as preset` or what differs from the preset: REDUCED (fewer epochs, "
         "`task.train_limit`, a smoke data subset) or CHANGED (any other setting).\n"
     )

@@ -52,6 +52,7 @@ from cfc_bench import cpu_runtime
 from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
+from cfc_bench.probe import probe_ms
 from cfc_bench.tasks.base import Select, SequenceData, Task
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,8 @@ class State:
     logger_id: str | None = None  # the wandb run a resumed job continues
     # code_version() at the first start and at every resume that ran other code
     code_versions: list[str | None] = field(default_factory=list)
+    # probe.probe_ms() at every start and after the last epoch: the machine's speed
+    probe_ms: list[float] = field(default_factory=list)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -496,6 +499,7 @@ class Trainer:
             "time/epoch_s": statistics.median(steady),
             "time/train_s": sum(epochs),
             "time/step_ms": 1000 * statistics.median(steps),
+            "time/probe_ms": statistics.median(self.state.probe_ms),
         }
 
     def metrics(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -633,7 +637,9 @@ class Trainer:
         )
         self.logger = open_logger(self.cfg, self.experiment, self.out_dir, self.state.logger_id)
         self.state.logger_id = self.logger.run_id
+        self.state.probe_ms.append(probe_ms(self.device))
         self.fit()
+        self.state.probe_ms.append(probe_ms(self.device))
         metrics = self.metrics(self.test())
         self.logger.summary(metrics)
         self.logger.finish(exit_code=0)

@@ -339,6 +339,46 @@ def test_agreement(scores, paper_mean, paper_std, tolerance, agrees) -> None:
 )
 def test_speed_claim(ours: float, paper: float, claim: str | None) -> None:
     assert speed_claim(ours, paper) == claim
+    assert speed_claim(ours, paper, machine=1.2) == claim  # within the probe's tolerance
+    assert speed_claim(ours, paper, machine=1.7) is None  # the machine ran 1.7x slower
+    assert speed_claim(ours, paper, machine=1 / 1.7) is None
+
+
+@pytest.mark.parametrize(
+    "lstm_probe,cell,judged",
+    [
+        (10.5, "2.50x", True),  # the machine ran at the same speed: judged as usual
+        (17.0, "2.50x (machine 1.70x slower than for CfC)", False),
+        (5.0, "2.50x (machine 2.00x faster than for CfC)", False),
+        (None, "2.50x", True),  # a run from before the probe: nothing to tell
+    ],
+)
+def test_speed_ups_of_runs_timed_at_another_machine_speed_are_not_judged(
+    reported: Path, tmp_path: Path, lstm_probe: float | None, cell: str, judged: bool
+) -> None:
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        timing = {"time/epoch_s": 2.0, "time/probe_ms": 9.0 if seed else 11.0}
+        record(root / f"cfc{seed}", model="cfc", experiment="xor_cfc", seed=seed, **timing)
+    probe = {} if lstm_probe is None else {"time/probe_ms": lstm_probe}
+    record(root / "lstm", model="lstm", experiment="xor_lstm", **{"time/epoch_s": 5.0, **probe})
+    for folder in root.iterdir():
+        json_path = folder / "metrics.json"
+        data = json.loads(json_path.read_text())
+        json_path.write_text(json.dumps({**data, "test/accuracy": 0.9, "n_params": 1}))
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    out = run_tables(root, reported, tmp_path)
+    row = (out / "tables/xor.md").read_text().splitlines()[4]
+    assert row.startswith("| lstm (paper: augmented_lstm) |")
+    assert f"| {cell} | 0.83x |" in row
+    readme = (out / "README.md").read_text()
+    assert ("CfC speed-up does not reproduce: over lstm 2.50x" in readme) is judged
+    assert ("CfC speed-up not judged (machine speed differed" in readme) is not judged
+    csv = pd.read_csv(out / "tables/xor.csv")
+    expected = math.nan if lstm_probe is None else lstm_probe / 10.0
+    assert csv.loc[csv["model"] == "lstm", "machine_ratio"].tolist() == pytest.approx(
+        [expected], nan_ok=True
+    )
 
 
 def test_committed_reported_numbers_in_shown_units() -> None:

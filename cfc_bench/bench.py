@@ -88,7 +88,8 @@ from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
 from cfc_bench.models.ltc import LTCConfig
-from cfc_bench.trainer import ConfigError, device_name, resolve_device, sync
+from cfc_bench.probe import sync
+from cfc_bench.trainer import ConfigError, device_name, resolve_device
 
 DIMENSIONS = ("batch", "steps", "inputs", "hidden")
 SYMBOLS = {"batch": "B", "steps": "T", "inputs": "I", "hidden": "H"}

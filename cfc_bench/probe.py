@@ -1,4 +1,5 @@
-"""A fixed reference workload, timed beside every training run: the machine's own speed.
+"""Clock readings on a device: :func:`sync`, which every timing needs first, and a fixed
+reference workload timed beside every training run, the machine's own speed.
 
 The tables divide epoch times of runs made hours or days apart, and a shared machine's speed
 drifts (on this project's VM the same XOR CfC-mmRNN preset took 34 s per epoch one day and
@@ -19,7 +20,8 @@ import torch
 BATCH, HIDDEN, STEPS = 128, 128, 32
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a clock reading counts them."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -33,13 +35,13 @@ def probe_ms(device: torch.device, repeats: int = 3) -> float:
     inputs = torch.randn(STEPS, BATCH, HIDDEN, generator=generator).to(device)
     times = []
     for _ in range(repeats + 1):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         h = torch.zeros(BATCH, HIDDEN, device=device)
         for x_t in inputs:
             h = torch.tanh(torch.addmm(x_t, h, weight))
         h.sum().backward()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
         weight.grad = None
     return 1000 * statistics.median(times[1:])

@@ -52,7 +52,7 @@ from cfc_bench import cpu_runtime
 from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
 from cfc_bench.io import atomic_write, write_json, write_text
 from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
-from cfc_bench.probe import probe_ms
+from cfc_bench.probe import probe_ms, sync
 from cfc_bench.tasks.base import Select, SequenceData, Task
 
 log = logging.getLogger(__name__)
@@ -204,11 +204,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def batches(

@@ -70,6 +70,20 @@ reproduce: install
 		task=$(TASK) seed=$(SEEDS) hydra.sweep.dir=$(RUNS)/$(TASK) \
 		'hydra.sweep.subdir=$${model.name}/seed$${seed}' $(ARGS)
 
+# Speed-ups whose models ran minutes apart: every preset of a task (MODELS) trained for
+# RETIME_EPOCHS epochs (the first is warm-up, not timed), one after another into
+# results/runs/timing/$(TASK). `make tables` judges the speed claims on these ratios; the runs
+# of a reproduction sweep may be days apart on a machine whose speed drifts. Another round
+# over all models, averaged with the first by the tables: the same command with RETIME_SEEDS=1.
+#   make retime TASK=walker MODELS=cfc,lstm,ltc [RETIME_SEEDS=1] [ARGS="trainer.threads=1"]
+RETIME_EPOCHS ?= 3
+RETIME_SEEDS ?= 0
+
+.PHONY: retime
+
+retime:
+	$(MAKE) reproduce SEEDS=$(RETIME_SEEDS) RUNS=results/runs/timing ARGS='trainer.epochs=$(RETIME_EPOCHS) $(ARGS)'
+
 # Speed of every model on this machine, `cfc-bench bench`: one table and one CSV per setting
 # in results/bench (times are medians; ratios are to our CfC of the same run):
 #   (a) B=128 T=100 I=82 H=256, CfC backbone 2x64 silu: ours vs ncps' CfC, ODE-RNN (RK4 and

@@ -28,10 +28,16 @@ sweep), on the same machine, thread count and training-set size; a row's speed-u
 mean over its runs. Runs of one sweep folder may still be days apart, and a shared machine's
 speed drifts: where both sides recorded the machine-speed probe (``time/probe_ms``,
 ``cfc_bench/probe.py``) and the probes differ by more than ``MACHINE_TOLERANCE``, the
-speed-up is shown with that drift and not judged. The paper's speed-up is its
+speed-up is shown with that drift and not judged. Runs under ``<runs>/timing/<task>``
+(``make retime``: every preset of a task trained a few epochs back to back) give a second
+speed-up, "timing sweep", for each row that changes no setting of its preset but the budget;
+it is the one judged where it exists, and those runs are not rows. The paper's speed-up is its
 minutes per epoch over CfC's, figures that mix GPUs (``results/paper/README.md``). A speed
 claim reproduces when our speed-up is on the same side of 1 as the paper's and within a
-factor of 2 of it; "direction only" when only the side agrees.
+factor of 2 of it; "direction only" when only the side agrees. Speed claims are judged for
+every row that changes no setting of its preset but the budget (a REDUCED row too: fewer
+epochs or a smaller training set leave the time per step as it is, and CfC's runs beside it
+have the same training-set size).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,6 +85,9 @@ REPORTED_COLUMNS = [
 TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")  # README order
 REFERENCE_MODEL = "cfc"
 SWEEP_MARKER = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
+# <runs>/timing/<task>: every preset trained for a few epochs back to back (`make retime`),
+# the one place where all models of a task are timed within minutes of each other
+TIMING_FOLDER = "timing"
 # settings that change neither what is learnt nor the budget
 IGNORED = ("seed", *RUNTIME_KEYS, "trainer.eval_batch_size")
 NOT_PAPER_DATA = "NOT the paper protocol"  # how a task's notes flag a smoke data subset
@@ -130,6 +139,7 @@ def gather(root: Path) -> Gathered:
                     "test": float(value),
                     "path": str(path),
                     "sweep": _sweep(path.parent, root),
+                    "timing": path.relative_to(root).parts[0] == TIMING_FOLDER,
                     "config": OmegaConf.load(config) if config.exists() else None,
                 }
             )
@@ -194,7 +204,13 @@ def schema_defaults(config: DictConfig) -> dict[str, Any]:
     return found
 
 
-def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
+class Budget(NamedTuple):
+    text: str  # "as preset (N epochs)" or what is REDUCED and CHANGED
+    matches: bool  # the run is its preset's, as the preset says
+    changed: bool  # a setting other than the budget differs (or there is no preset)
+
+
+def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
     """How a run's settings differ from its preset's, and whether they match it."""
     notes = [str(v) for k, v in run.items() if k.startswith("note/") and NOT_PAPER_DATA in str(v)]
     if preset is None:
@@ -203,7 +219,7 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
         if run.get("train_limit") is not None:
             details.append(f"task.train_limit={run['train_limit']}")
         details += [f"data: {n}" for n in notes]
-        return f"{what}: {'; '.join(details)}", False
+        return Budget(f"{what}: {'; '.join(details)}", False, True)
     want = _plain(preset, run["seed"])
     if run.get("config") is not None:
         have = _plain(run["config"], run["seed"])
@@ -232,7 +248,8 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> tuple[str, bool]:
     reduced += [f"data: {n}" for n in notes]
     parts = [f"REDUCED: {'; '.join(reduced)}"] if reduced else []
     parts += [f"CHANGED: {'; '.join(changed)}"] if changed else []
-    return " ".join(parts) or f"as preset ({want['trainer.epochs']} epochs)", not parts
+    text = " ".join(parts) or f"as preset ({want['trainer.epochs']} epochs)"
+    return Budget(text, not parts, bool(changed))
 
 
 # -- the paper's numbers --------------------------------------------------------------------
@@ -302,6 +319,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             {
                 **dict(zip(keys, key, strict=True)),
                 "comparable": bool(group["comparable"].all()),
+                "changed": bool(group["changed"].any()),
                 "n": len(group),
                 "scores": tuple(values),
                 "mean": values.mean(),
@@ -318,6 +336,44 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+PAIRED_KEYS = ["model", "experiment", "device_name", "train_size"]
+PAIRED_COLUMNS = ["paired_speedup", "paired_machine_ratio", "paired_n"]
+
+
+def paired_speedups(timing: pd.DataFrame) -> pd.DataFrame:
+    """The speed-ups measured in the timing sweeps, per model, preset, machine and training
+    size, from the runs whose settings are their preset's but for the budget."""
+    timing = timing[~timing["changed"]] if len(timing) else timing
+    if not len(timing):
+        return pd.DataFrame(columns=[*PAIRED_KEYS, *PAIRED_COLUMNS])
+    timing = timing.join(_speedups(timing))
+    grouped = timing.groupby(PAIRED_KEYS, dropna=False)
+    return grouped.agg(
+        paired_speedup=("speedup", "mean"),
+        paired_machine_ratio=("machine", "mean"),
+        paired_n=("speedup", "size"),
+    ).reset_index()
+
+
+def with_paired(summary: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the timing sweep's speed-up of each row that changes no setting."""
+    if not len(paired):  # no timing sweep (merging its empty, untyped columns would fail)
+        return summary.assign(**dict.fromkeys(PAIRED_COLUMNS, math.nan))
+    out = summary.merge(paired, on=PAIRED_KEYS, how="left")
+    out.loc[out["changed"], PAIRED_COLUMNS] = math.nan
+    return out
+
+
+def judged_speedup(row: pd.Series) -> tuple[float, float, bool]:
+    """The speed-up a claim is judged on, its machine ratio, and whether it is the timing
+    sweep's (preferred: its models ran minutes apart, a sweep's may be days apart)."""
+    paired = row.get("paired_speedup", math.nan)
+    if not pd.isna(paired):
+        return float(paired), float(row["paired_machine_ratio"]), True
+    machine = row.get("machine_ratio", math.nan)
+    return float(row["cfc_speedup"]), math.nan if pd.isna(machine) else float(machine), False
 
 
 def agreement(
@@ -395,6 +451,7 @@ def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> 
         for _, row in ours.sort_values(["comparable", "n"], ascending=False).iterrows():
             tolerance, seed_tolerance, agrees = agreement(row["scores"], p_mean, p_std)
             comparable = bool(row["comparable"])
+            speedup, machine, _ = judged_speedup(row)
             rows.append(
                 {
                     **base,
@@ -404,8 +461,8 @@ def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> 
                     "tolerance": tolerance,
                     "seed_tolerance": seed_tolerance,
                     "agrees": agrees if comparable else None,
-                    "speed_claim": speed_claim(row["cfc_speedup"], p_speed, row["machine_ratio"])
-                    if comparable and model != REFERENCE_MODEL
+                    "speed_claim": speed_claim(speedup, p_speed, machine)
+                    if not row["changed"] and model != REFERENCE_MODEL
                     else None,
                 }
             )
@@ -430,12 +487,12 @@ def _ratio(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}x"
 
 
-def _speedup_cell(r: pd.Series) -> str:
+def _speedup_cell(speedup: float, machine: float) -> str:
     """Our speed-up, and the machine's own slow-down where it was too large to ignore."""
-    machine = r.get("machine_ratio", math.nan)
-    if not machine_drifted(machine):
-        return _ratio(r["cfc_speedup"])
-    return f"{_ratio(r['cfc_speedup'])} ({_machine_drift(machine)})"
+    machine = math.nan if pd.isna(machine) else float(machine)
+    if pd.isna(speedup) or not machine_drifted(machine):
+        return _ratio(math.nan if pd.isna(speedup) else float(speedup))
+    return f"{_ratio(float(speedup))} ({_machine_drift(machine)})"
 
 
 def _machine_drift(machine: float) -> str:
@@ -445,8 +502,8 @@ def _machine_drift(machine: float) -> str:
 
 
 def _machine_differed(r: pd.Series) -> bool:
-    judged = r["status"] == "ran" and r["model"] != REFERENCE_MODEL and bool(r["comparable"])
-    return judged and machine_drifted(r.get("machine_ratio", math.nan))
+    judged = r["status"] == "ran" and r["model"] != REFERENCE_MODEL and not bool(r["changed"])
+    return judged and machine_drifted(judged_speedup(r)[1])
 
 
 def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -454,6 +511,7 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     digits = METRIC_DIGITS[metric]
     # Only where runs scored it: the test score at the best validation epoch's weights.
     at_best = "best_val_n" in table and bool((table["best_val_n"].fillna(0) > 0).any())
+    paired = "paired_speedup" in table and bool(table["paired_speedup"].notna().any())
     columns = [
         "model",
         "preset",
@@ -464,6 +522,7 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
         *(["ours at best-val epoch"] if at_best else []),
         "time/epoch (s)",
         "CfC speed-up",
+        *(["CfC speed-up, timing sweep"] if paired else []),
         "paper speed-up",
         "params",
         "budget",
@@ -499,7 +558,12 @@ def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                 agrees,
                 *best,
                 f"{r['epoch_s']:.3g}",
-                _speedup_cell(r),
+                _speedup_cell(r["cfc_speedup"], r.get("machine_ratio", math.nan)),
+                *(
+                    [_speedup_cell(r["paired_speedup"], r["paired_machine_ratio"])]
+                    if paired
+                    else []
+                ),
                 _ratio(r["paper_speedup"]),
                 "-" if math.isnan(r["n_params"]) else f"{int(r['n_params']):,}",
                 r["budget"],
@@ -552,7 +616,8 @@ def to_latex(frame: pd.DataFrame, caption: str) -> str:
 CSV_COLUMNS = [
     "model", "paper_model", "status", "experiment", "n", "mean", "std", "paper_mean",
     "paper_std", "diff", "tolerance", "seed_tolerance", "agrees", "best_val_mean",
-    "best_val_std", "best_val_n", "epoch_s", "cfc_speedup", "machine_ratio", "paper_speedup",
+    "best_val_std", "best_val_n", "epoch_s", "cfc_speedup", "machine_ratio", "paired_speedup",
+    "paired_machine_ratio", "paired_n", "paper_speedup",
     "speed_claim", "n_params", "epochs", "budget", "comparable", "device_name", "train_size",
     "paper_source",
 ]  # fmt: skip
@@ -580,18 +645,23 @@ def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskRe
     paper_preset = [r["experiment"] == f"{r['task']}_{r['model']}" for r in records]
     runs = runs.assign(
         budget=[
-            b if p or not c else f"{b}; not the paper preset"
-            for (b, c), p in zip(labels, paper_preset, strict=True)
+            b.text if p or not b.matches else f"{b.text}; not the paper preset"
+            for b, p in zip(labels, paper_preset, strict=True)
         ],
-        comparable=[c and p for (_, c), p in zip(labels, paper_preset, strict=True)],
+        comparable=[b.matches and p for b, p in zip(labels, paper_preset, strict=True)],
+        changed=[b.changed for b in labels],
     )
+    # The timing sweeps' runs give speed-ups only: their few epochs score nothing.
+    paired = paired_speedups(runs[runs["timing"]])
+    runs = runs[~runs["timing"]]
     results = {}
     for task in sorted(runs["task"].unique()):
         task_runs = runs[runs["task"] == task]
         metric = task_runs["metric"].iloc[0]
         paper = reported[reported["task"] == task] if len(reported) else reported
         task_failed = failed[failed["task"] == task] if "task" in failed else failed
-        table = compare(summarise(task_runs), paper, set(task_failed.get("model", [])))
+        summary = with_paired(summarise(task_runs), paired)
+        table = compare(summary, paper, set(task_failed.get("model", [])))
         title = f"{task}: {METRIC_LABEL[metric]}, mean ± std over seeds (n)"
         markdown = f"## {title}\n\n{to_markdown(display(table, metric))}"
         if len(task_failed):
@@ -681,20 +751,21 @@ def summary_lines(result: TaskResult) -> list[str]:
         "Reproduces (within the spread)", [r for r in ran if verdict(r["agrees"]) is True], value
     )
     listed("Does not reproduce", [r for r in ran if verdict(r["agrees"]) is False], value)
+
+    def speedup(r: pd.Series) -> str:
+        ratio, _, paired = judged_speedup(r)
+        return f"over {r['model']} {_ratio(ratio)}" + (" in the timing sweep" if paired else "")
+
     for claim in ("reproduces", "direction only", "does not reproduce"):
         listed(
             f"CfC speed-up {claim}",
             [r for r in ran if r["speed_claim"] == claim],
-            lambda r: (
-                f"over {r['model']} {_ratio(r['cfc_speedup'])} (paper {_ratio(r['paper_speedup'])})"
-            ),
+            lambda r: f"{speedup(r)} (paper {_ratio(r['paper_speedup'])})",
         )
     listed(
         f"CfC speed-up not judged (machine speed differed by more than {MACHINE_TOLERANCE}x)",
         [r for r in ran if _machine_differed(r)],
-        lambda r: (
-            f"over {r['model']} {_ratio(r['cfc_speedup'])} ({_machine_drift(r['machine_ratio'])})"
-        ),
+        lambda r: f"{speedup(r)} ({_machine_drift(judged_speedup(r)[1])})",
     )
     listed(
         "Not judged",
@@ -768,11 +839,18 @@ def readme(
         "sweep on the same machine, threads and training-set size, each model with its own "
         "preset (batch sizes differ as in the paper). *paper speed-up*: the paper's minutes "
         "per epoch over CfC's, figures copied from papers that used other GPUs. A speed claim "
-        "reproduces when both ratios are on the same side of 1 and within a factor of 2. "
+        "reproduces when both ratios are on the same side of 1 and within a factor of 2; "
+        "it is judged for REDUCED rows too (fewer epochs or sequences leave the time per "
+        "step as it is), not for CHANGED ones. "
         "Runs of one sweep folder may be days apart and this machine's speed drifts: where "
-        "both sides timed the fixed probe workload (`time/probe_ms`, since December 2026) "
+        "both sides timed the fixed probe workload (`time/probe_ms` in metrics.json) "
         "and the probes differ by more than 1.25x, the cell shows the drift and the ratio "
-        "is not judged; older runs carry no probe, so their ratios may hold such drift.\n"
+        "is not judged; runs without a probe may hold such drift unseen.\n"
+        f"- *CfC speed-up, timing sweep* (tables of tasks with a `{TIMING_FOLDER}/<task>` "
+        "folder of runs, `make retime TASK=<task>`): the same ratio from every preset "
+        "trained for a few epochs back to back, so that all models of the task are timed "
+        "within minutes of each other. Where a row has it, its speed claim is judged on it; "
+        "those runs' scores are not shown (a few epochs score nothing).\n"
         "- *budget*: `as preset` or what differs from the preset: REDUCED (fewer epochs, "
         "`task.train_limit`, a smoke data subset) or CHANGED (any other setting).\n"
     )

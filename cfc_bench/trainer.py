@@ -618,6 +618,8 @@ class Trainer:
         self.setup()
         if self.checkpoint_path.exists():
             self.load_checkpoint()
+            if not self.state.code_versions:  # a checkpoint of code that recorded no version
+                self.state.code_versions.append(None)
         if not self.state.code_versions or self.state.code_versions[-1] != self.code_version:
             self.state.code_versions.append(self.code_version)
         log.info(

@@ -163,6 +163,23 @@ def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(
     assert resumed["git_commit"] == "aaa" and resumed["git_commits"] == ["aaa", "bbb-dirty"]
 
 
+def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint written before versions were recorded: its epochs' code is unknown (None),
+    not the code of the resumed piece."""
+    cfg, run_dir = compose(SMALL), tmp_path / "run"
+    monkeypatch.setattr(trainer, "code_version", lambda: "bbb")
+    train(cfg, run_dir, config_yaml=CONFIG)
+    (run_dir / "metrics.json").unlink()
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    del payload["state"]["code_versions"]
+    torch.save(payload, run_dir / "checkpoint.pt")
+    cfg.trainer.epochs = 3
+    resumed = train(cfg, run_dir, config_yaml=CONFIG)
+    assert resumed["git_commit"] is None and resumed["git_commits"] == [None, "bbb"]
+
+
 def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:
     version = trainer.code_version()
     repo = Path(trainer.__file__).resolve().parents[1]

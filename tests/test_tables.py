@@ -381,6 +381,69 @@ def test_speed_ups_of_runs_timed_at_another_machine_speed_are_not_judged(
     )
 
 
+def test_speed_claims_of_reduced_rows_are_judged(
+    runs: Path, reported: Path, tmp_path: Path
+) -> None:
+    """Fewer epochs leave the time per epoch as it is: the speed claim is judged, the score
+    is not."""
+    record(
+        runs / "sweep/gru_d/seed1",
+        model="gru_d",
+        experiment="xor_gru_d",
+        epochs=5,
+        **{"test/accuracy": 0.6, "time/epoch_s": 1.0, "n_params": 1},
+    )
+    out = run_tables(runs, reported, tmp_path)
+    csv = pd.read_csv(out / "tables/xor.csv").set_index("model")
+    assert csv.loc["gru_d", "budget"] == "REDUCED: 5/200 epochs"
+    assert pd.isna(csv.loc["gru_d", "agrees"])
+    assert csv.loc["gru_d", "speed_claim"] == "reproduces"
+    assert (
+        "- CfC speed-up reproduces: over gru_d 0.50x (paper 0.77x)"
+        in (out / "README.md").read_text()
+    )
+
+
+def test_timing_sweep_gives_the_judged_speed_up(runs: Path, reported: Path, tmp_path: Path) -> None:
+    """Runs under timing/<task> (make retime) are no rows; their ratio is judged instead."""
+    timing = runs / "timing/xor"
+    short = {"epochs": 3, "test/accuracy": 0.5}
+    for model, seconds, probe in (("cfc", 2.0, 10.0), ("lstm", 1.0, 11.0), ("ode_rnn", 8, 10)):
+        record(
+            timing / f"{model}/seed0",
+            model=model,
+            experiment=f"xor_{model}",
+            **short,
+            **{"time/epoch_s": seconds, "time/probe_ms": probe, "n_params": 1},
+        )
+    (timing / "multirun.yaml").write_text("hydra: {}\n")
+    # a timing run of another setting pairs with nothing
+    record(
+        runs / "timing/xor/lstm_torch/seed0",
+        model="lstm",
+        experiment="xor_lstm",
+        protocol="default",
+        **short,
+        **{"time/epoch_s": 50.0, "n_params": 1},
+    )
+    out = run_tables(runs, reported, tmp_path)
+    lines = (out / "tables/xor.md").read_text().splitlines()
+    assert "| CfC speed-up | CfC speed-up, timing sweep | paper speed-up |" in lines[2]
+    lstm, ode_rnn, cfc = lines[4], lines[7], lines[8]
+    assert "| 81.00 ± 1.41 (n=2) |" in lstm  # the timing runs' scores are not among the seeds
+    assert "| 2.50x | 0.50x | 0.83x |" in lstm
+    assert "| 10.00x | - | 5.48x |" in ode_rnn  # its row changed the learning rate
+    assert "| 1.00x | 1.00x | 1.00x |" in cfc
+    readme = (out / "README.md").read_text()
+    assert "- CfC speed-up reproduces: over lstm 0.50x in the timing sweep (paper 0.83x)" in readme
+    csv = pd.read_csv(out / "tables/xor.csv").set_index("model")
+    assert csv.loc["lstm", "paired_speedup"] == pytest.approx(0.5)
+    assert csv.loc["lstm", "paired_machine_ratio"] == pytest.approx(1.1)
+    assert csv.loc["lstm", "paired_n"] == 1
+    assert csv.loc["lstm", "speed_claim"] == "reproduces"
+    assert len(csv.loc["lstm"].shape) == 1  # one lstm row: the timing runs add none
+
+
 def test_committed_reported_numbers_in_shown_units() -> None:
     table = load_reported(REPO / "results/paper/reported.csv")
     assert table["source"].notna().all()
@@ -453,8 +516,12 @@ def test_setting_newer_than_a_run_counts_as_its_default() -> None:
     """A run recorded before trainer.rmsprop_alpha existed ran with torch's 0.99."""
     presets = compose_presets({("physionet_cfc", "cfc"), ("xor_cfc", "cfc")})
     for preset, model, expected in (
-        ("physionet_cfc", "cfc", ("as preset (57 epochs)", True)),  # AdamW: alpha left at 0.99
-        ("xor_cfc", "cfc", ("CHANGED: trainer.rmsprop_alpha=0.99 (preset: 0.9)", False)),
+        (
+            "physionet_cfc",
+            "cfc",
+            ("as preset (57 epochs)", True, False),
+        ),  # AdamW: alpha left at 0.99
+        ("xor_cfc", "cfc", ("CHANGED: trainer.rmsprop_alpha=0.99 (preset: 0.9)", False, True)),
     ):
         config = OmegaConf.to_container(OmegaConf.structured(compose([f"experiment={preset}"])))
         del config["trainer"]["rmsprop_alpha"]

@@ -20,11 +20,10 @@ the backward pass through time written out; step-by-step autograd records ~15 no
 their saved tensors per step, which on CPU cost about as much as the matrix products.
 The inputs' share of the first layer (and of the LSTM) is applied to all steps at once
 before the loop, and ``tanh`` is evaluated as ``2·sigmoid(2x) − 1`` (torch's CPU tanh is
-about 6× slower than its sigmoid). Weight gradients accumulate in place step by step: one
-product over all ``T·B`` rows after the loop, from ``[T,B,·]`` buffers, made the training step
-1–4 % slower at the sizes of ``make bench``'s (b) and 2–37 % at those of (a), 1 thread (both
-versions alternating in one process, 3 Dec.): a step's operands are still in cache when its
-own products read them. The
+about 6× slower than its sigmoid). Weight gradients accumulate in place step by step, while
+a step's operands are still in cache: one product over all ``T·B`` rows after the loop, from
+``[T,B,·]`` buffers, made the training step slower at the sizes of ``make bench``'s (a) and
+(b) in a one-off comparison of the two versions (not kept in the repository). The
 gradients are checked against finite differences (tests/test_cfc_grad.py) and against
 autograd through ncps (tests/test_parity_ncps.py).
 """

@@ -33,11 +33,12 @@ lint: install
 	$(BIN)/ruff format --check cfc_bench tests data_scripts
 
 # Tables, results/README.md (what reproduces, computed from the tables) and the figures
-# results/figures/<task>_metric_vs_time.png from every run under results/runs, plus the
+# results/figures/<task>_metric_vs_time.png from every run under results/runs and
+# results/diagnostics (CHANGED rows beside their presets'), plus the
 # scaling figures of the `cfc-bench bench --sweep` CSVs under results/bench.
 tables: install
-	mkdir -p results/runs
-	$(BIN)/cfc-bench tables --runs results/runs --out results/tables \
+	mkdir -p results/runs results/diagnostics
+	$(BIN)/cfc-bench tables --runs results/runs results/diagnostics --out results/tables \
 		--reported results/paper/reported.csv --readme results/README.md \
 		--figures results/figures --bench results/bench
 

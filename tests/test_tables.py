@@ -478,6 +478,40 @@ def test_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "no metrics.json found" in capsys.readouterr().err
 
 
+def test_diagnostic_runs_from_a_second_folder_are_their_own_rows(
+    runs: Path, reported: Path, tmp_path: Path
+) -> None:
+    """`--runs results/runs results/diagnostics`: a diagnostic sweep (here CfC at another
+    learning rate) is a CHANGED row beside the preset's, not judged and not averaged in."""
+    diagnostics = tmp_path / "diagnostics"
+    sweep = diagnostics / "lr_high" / "xor"
+    for seed, acc in enumerate([0.90, 0.92]):
+        folder = sweep / f"cfc/seed{seed}"
+        record(
+            folder,
+            model="cfc",
+            experiment="xor_cfc",
+            seed=seed,
+            **{"test/accuracy": acc, "time/epoch_s": 4.0, "n_params": 1234},
+        )
+        cfg = compose(["experiment=xor_cfc", "trainer.lr=0.01", f"seed={seed}"])
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    out = tmp_path / "results"
+    argv = ["--runs", str(runs), str(diagnostics), "--out", str(out / "tables")]
+    argv += ["--reported", str(reported), "--readme", str(out / "README.md")]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "tables" / "xor.csv")
+    cfc = table[table["model"] == "cfc"].set_index("budget")
+    assert list(cfc["n"]) == [3, 2]  # the preset's row first, as before
+    assert cfc.loc["as preset (200 epochs)", "mean"] == pytest.approx(99.433, abs=1e-3)
+    changed = cfc.loc["CHANGED: trainer.lr=0.01 (preset: 0.05)"]
+    assert changed["mean"] == pytest.approx(91.0)
+    assert pd.isna(changed["agrees"])
+    assert changed["cfc_speedup"] == pytest.approx(1.0)  # its own sweep's CfC, not the preset's
+    assert f"under `{runs}` and `{diagnostics}`" in (out / "README.md").read_text()
+
+
 def test_task_whose_runs_all_failed_is_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -527,3 +561,19 @@ def test_setting_newer_than_a_run_counts_as_its_default() -> None:
         del config["trainer"]["rmsprop_alpha"]
         run = {"experiment": preset, "seed": 0, "config": OmegaConf.create(config)}
         assert budget(run, presets[preset, model]) == expected
+
+
+def test_committed_tables_are_what_make_tables_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """results/tables/*.md are generated, never edited: rebuilt from the committed runs as
+    `make tables` builds them, they come out the same (a run committed without `make tables`
+    after it fails here)."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "tables"
+    argv = ["--runs", "results/runs", "results/diagnostics", "--out", str(out)]
+    assert main([*argv, "--reported", "results/paper/reported.csv"]) == 0
+    committed = sorted(p.name for p in (REPO / "results/tables").glob("*.md"))
+    assert sorted(p.name for p in out.glob("*.md")) == committed
+    for name in committed:
+        assert (out / name).read_text() == (REPO / "results/tables" / name).read_text(), name

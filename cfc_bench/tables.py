@@ -2,9 +2,9 @@
 
 Every ``metrics.json`` below the ``--runs`` folders (the committed runs, then the
 diagnostic runs that explain a gap, each a CHANGED or REDUCED row) is one run. Runs are
-grouped by model, preset (``experiment``), budget, machine (``device_name``) and
-training-set size, and summarised as mean ± sample standard deviation (ddof 1) over seeds
-(n).
+grouped by model, preset (``experiment``), budget and training-set size, and summarised as
+mean ± sample standard deviation (ddof 1) over seeds (n), whatever machine each seed ran
+on (the row names them all); times are divided only within one machine (below).
 
 Budget. A run that names a preset is compared with it (``conf/experiment/<preset>.yaml``
 composed with the run's seed) using the resolved ``config.yaml`` beside its metrics, or,
@@ -27,8 +27,10 @@ a paper std, ``s_paper`` as ours; with neither, nothing is judged.
 Speed-up. A run's time per epoch is divided by the mean time per epoch of the CfC runs of
 the same sweep (the folder holding Hydra's ``multirun.yaml``; a single run is its own
 sweep), on the same machine, thread count and training-set size; a row's speed-up is the
-mean over its runs. Runs of one sweep folder may still be days apart, and a shared machine's
-speed drifts: where both sides recorded the machine-speed probe (``time/probe_ms``,
+mean over its runs that have such CfC runs. A run trained in pieces on more than one machine
+(``device_names`` in metrics.json) has no speed-up: its time per epoch is no one
+machine's. Runs of one sweep folder may still be days apart, and a shared machine's speed
+drifts: where both sides recorded the machine-speed probe (``time/probe_ms``,
 ``cfc_bench/probe.py``) and the probes differ by more than ``MACHINE_TOLERANCE``, the
 speed-up is shown with that drift and not judged. Runs under ``<runs>/timing/<task>``
 (``make retime``: every preset of a task trained a few epochs back to back) give a second
@@ -279,6 +281,11 @@ def _cell(run: dict[str, Any]) -> tuple[Any, ...]:
     return run["sweep"], run["device_name"], threads, run["train_size"]
 
 
+def _spans_machines(run: dict[str, Any]) -> bool:
+    names = run.get("device_names")
+    return isinstance(names, list) and len(names) > 1
+
+
 def _probe(run: dict[str, Any]) -> float:
     value = run.get("time/probe_ms")
     return math.nan if value is None or pd.isna(value) else float(value)
@@ -297,7 +304,7 @@ def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
     reference = {cell: max(c.values(), key=len) for cell, c in cfc.items()}
     ratios, machine = [], []
     for run in records:
-        refs = reference.get(_cell(run), [])
+        refs = [] if _spans_machines(run) else reference.get(_cell(run), [])
         mean = (lambda values: sum(values) / len(values)) if refs else (lambda values: math.nan)
         ratios.append(run["time/epoch_s"] / mean([r["time/epoch_s"] for r in refs]))
         machine.append(_probe(run) / mean([_probe(r) for r in refs]))
@@ -305,12 +312,12 @@ def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, experiment, budget, machine, training size) of one task's runs."""
+    """One row per (model, experiment, budget, training size) of one task's runs."""
     metric = runs["metric"].iloc[0]
     scale = METRIC_SCALE[metric]
     runs = runs.join(_speedups(runs))
     best_key = f"test_at_best_val/{metric}"  # recorded by runs that test the last epoch
-    keys = ["model", "experiment", "budget", "device_name", "train_size"]
+    keys = ["model", "experiment", "budget", "train_size"]
     out = []
     for key, group in runs.groupby(keys, sort=True, dropna=False):
         values = group["test"] * scale
@@ -323,6 +330,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                 "comparable": bool(group["comparable"].all()),
                 "changed": bool(group["changed"].any()),
                 "n": len(group),
+                "device_name": "; ".join(sorted(group["device_name"].unique())),
                 "scores": tuple(values),
                 "mean": values.mean(),
                 "std": values.std(ddof=1) if len(group) > 1 else math.nan,
@@ -340,13 +348,14 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-PAIRED_KEYS = ["model", "experiment", "device_name", "train_size"]
+PAIRED_KEYS = ["model", "experiment", "train_size"]
 PAIRED_COLUMNS = ["paired_speedup", "paired_machine_ratio", "paired_n"]
 
 
 def paired_speedups(timing: pd.DataFrame) -> pd.DataFrame:
-    """The speed-ups measured in the timing sweeps, per model, preset, machine and training
-    size, from the runs whose settings are their preset's but for the budget."""
+    """The speed-ups measured in the timing sweeps, per model, preset and training size
+    (each run's divided within its machine), from the runs whose settings are their preset's
+    but for the budget."""
     timing = timing[~timing["changed"]] if len(timing) else timing
     if not len(timing):
         return pd.DataFrame(columns=[*PAIRED_KEYS, *PAIRED_COLUMNS])
@@ -825,7 +834,8 @@ def readme(
         parts.append(f"**{task}**:\n\n" + "\n".join(lines or ["- nothing to judge yet"]) + "\n")
     parts.append(
         "## How to read the tables\n\n"
-        "- *ours*: mean ± sample std over seeds (n); *paper*: the paper's mean ± std (its "
+        "- *ours*: mean ± sample std over seeds (n), whichever machine each seed ran on "
+        "(*device* names them all); *paper*: the paper's mean ± std (its "
         "scripts use the population std over 3–5 runs). Accuracy is in percent for every task "
         "and *ours - paper* is in the table's units.\n"
         "- *agrees*: |ours − paper| ≤ 2·sqrt(s_ours² + s_paper²) (the tolerance is shown), "
@@ -840,8 +850,10 @@ def readme(
         "scripts). Shown beside the last epoch's score; *agrees* judges the latter.\n"
         "- *CfC speed-up*: the model's time per epoch over CfC's, both measured in the same "
         "sweep on the same machine, threads and training-set size, each model with its own "
-        "preset (batch sizes differ as in the paper). *paper speed-up*: the paper's minutes "
-        "per epoch over CfC's, figures copied from papers that used other GPUs. A speed claim "
+        "preset (batch sizes differ as in the paper); the mean over the row's runs that "
+        "have such CfC runs, never a run trained in pieces on two machines. "
+        "*paper speed-up*: the paper's minutes per epoch over CfC's, figures copied from "
+        "papers that used other GPUs. A speed claim "
         "reproduces when both ratios are on the same side of 1 and within a factor of 2; "
         "it is judged for REDUCED rows too (fewer epochs or sequences leave the time per "
         "step as it is), not for CHANGED ones. "

@@ -254,6 +254,9 @@ class State:
     code_versions: list[str | None] = field(default_factory=list)
     # probe.probe_ms() at every start and after the last epoch: the machine's speed
     probe_ms: list[float] = field(default_factory=list)
+    # device_name() at the first start and at every resume on another machine (None: a
+    # checkpoint that recorded none): a run in pieces may span machines of unlike speed
+    device_names: list[str | None] = field(default_factory=list)
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
@@ -516,7 +519,8 @@ class Trainer:
             **self.timing(),
             "mem/peak_mb": peak_memory_mb(self.device),
             "device": str(self.device),
-            "device_name": device_name(self.device),
+            "device_name": self.state.device_names[-1],  # the last piece's machine
+            "device_names": self.state.device_names,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             **self.cpu_settings,
@@ -618,10 +622,16 @@ class Trainer:
         self.setup()
         if self.checkpoint_path.exists():
             self.load_checkpoint()
-            if not self.state.code_versions:  # a checkpoint of code that recorded no version
-                self.state.code_versions.append(None)
-        if not self.state.code_versions or self.state.code_versions[-1] != self.code_version:
-            self.state.code_versions.append(self.code_version)
+            # a checkpoint of code that recorded no version or machine
+            for recorded in (self.state.code_versions, self.state.device_names):
+                if not recorded:
+                    recorded.append(None)
+        for recorded, now in (
+            (self.state.code_versions, self.code_version),
+            (self.state.device_names, device_name(self.device)),
+        ):
+            if not recorded or recorded[-1] != now:
+                recorded.append(now)
         log.info(
             "%s on %s: %d parameters, device %s, %d threads, %s allocator, output in %s",
             self.cfg.model.name,

@@ -151,19 +151,24 @@ def test_config_changes_lists_result_settings_only() -> None:
 def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run trained in pieces (a session each) records the commit of each piece's code."""
+    """A run trained in pieces (a session each) records the commit of each piece's code and
+    the machine of each piece (a session may draw another CPU), once per change."""
     cfg, run_dir = compose(SMALL), tmp_path / "run"
-    versions = iter(["aaa", "bbb-dirty"])
+    versions = iter(["aaa", "bbb-dirty", "bbb-dirty"])
+    machines = iter(["cpu-A", "cpu-B", "cpu-B"])
     monkeypatch.setattr(trainer, "code_version", lambda: next(versions))
-    train(cfg, run_dir, config_yaml=CONFIG)  # 2 epochs under "aaa"
-    (run_dir / "metrics.json").unlink()  # as if stopped after its last epoch
-    cfg.trainer.epochs = 3
-    resumed = train(cfg, run_dir, config_yaml=CONFIG)
-    assert resumed["resumes"] == 1 and resumed["epochs"] == 3
+    monkeypatch.setattr(trainer, "device_name", lambda device: next(machines))
+    train(cfg, run_dir, config_yaml=CONFIG)  # 2 epochs under "aaa" on cpu-A
+    for epochs in (3, 4):  # two more pieces, both under "bbb-dirty" on cpu-B
+        (run_dir / "metrics.json").unlink()  # as if stopped after its last epoch
+        cfg.trainer.epochs = epochs
+        resumed = train(cfg, run_dir, config_yaml=CONFIG)
+    assert resumed["resumes"] == 2 and resumed["epochs"] == 4
     assert resumed["git_commit"] == "aaa" and resumed["git_commits"] == ["aaa", "bbb-dirty"]
+    assert resumed["device_names"] == ["cpu-A", "cpu-B"]
 
 
-def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit(
+def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit_nor_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A checkpoint written before versions were recorded: its epochs' code is unknown (None),
@@ -173,11 +178,12 @@ def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit(
     train(cfg, run_dir, config_yaml=CONFIG)
     (run_dir / "metrics.json").unlink()
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    del payload["state"]["code_versions"]
+    del payload["state"]["code_versions"], payload["state"]["device_names"]
     torch.save(payload, run_dir / "checkpoint.pt")
     cfg.trainer.epochs = 3
     resumed = train(cfg, run_dir, config_yaml=CONFIG)
     assert resumed["git_commit"] is None and resumed["git_commits"] == [None, "bbb"]
+    assert resumed["device_names"] == [None, resumed["device_name"]]
 
 
 def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:

@@ -478,6 +478,43 @@ def test_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "no metrics.json found" in capsys.readouterr().err
 
 
+def test_seeds_on_other_machines_pool_their_scores_but_not_their_times(tmp_path: Path) -> None:
+    """A seed run on another machine joins its row's mean ± std; its time is divided only by
+    CfC's on its own machine (none here), and a run whose pieces ran on two machines
+    (``device_names``) has no speed-up at all."""
+    root = tmp_path / "runs"
+    sweep = root / "sweep"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    record(
+        sweep / "cfc/seed0",
+        model="cfc",
+        experiment="xor_cfc",
+        **{"test/accuracy": 0.99, "time/epoch_s": 2.0, "n_params": 1},
+    )
+    for seed, acc, machine, names in (
+        (0, 0.80, "cpu-A", ["cpu-A"]),
+        (1, 0.84, "cpu-A", ["cpu-B", "cpu-A"]),  # started on cpu-B, finished on cpu-A
+        (2, 0.82, "cpu-B", ["cpu-B"]),
+    ):
+        record(
+            sweep / f"lstm/seed{seed}",
+            model="lstm",
+            experiment="xor_lstm",
+            seed=seed,
+            device_name=machine,
+            device_names=names,
+            **{"test/accuracy": acc, "time/epoch_s": 6.0, "n_params": 2},
+        )
+    out = tmp_path / "tables"
+    assert main(["--runs", str(root), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "xor.csv").set_index("model")
+    lstm = table.loc["lstm"]
+    assert (lstm["n"], lstm["device_name"]) == (3, "cpu-A; cpu-B")
+    assert lstm["mean"] == pytest.approx(82.0) and lstm["std"] == pytest.approx(2.0)
+    assert lstm["cfc_speedup"] == pytest.approx(3.0)  # seed 0 alone: 6 s over CfC's 2 s
+
+
 def test_diagnostic_runs_from_a_second_folder_are_their_own_rows(
     runs: Path, reported: Path, tmp_path: Path
 ) -> None:

@@ -62,6 +62,7 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
         "mem/peak_mb",
         "device",
         "device_name",
+        "device_names",
         "torch",
         "threads",
         "allocator",

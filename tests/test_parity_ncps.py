@@ -79,27 +79,28 @@ def check_against_ncps(mode: str, mixed: bool, batch: int, layers: int, head: st
     x = torch.randn(batch, T, N_IN, dtype=torch.float64)
     dt = torch.rand(batch, T, dtype=torch.float64) * 2 + 0.05  # irregular elapsed times
     mask = torch.ones(batch, T, dtype=torch.bool)
-    ours = model(x, dt, mask, return_sequences=True)
-    theirs = ncps_forward(cell, lstm, readout, x, dt)
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = model(x_ours, dt, mask, return_sequences=True)
+    theirs = ncps_forward(cell, lstm, readout, x_theirs, dt)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
     ours.square().sum().backward()
     theirs.square().sum().backward()
-    pairs = [
-        (a.weight.grad, b.weight.grad)
-        for a, b in zip(model.backbone, ncps_backbone(cell), strict=True)
-    ]
+    pairs = [(x_ours.grad, x_theirs.grad)]
+    for a, b in zip(model.backbone, ncps_backbone(cell), strict=True):
+        pairs += [(a.weight.grad, b.weight.grad), (a.bias.grad, b.bias.grad)]
     pairs.append((model.readout.weight.grad, readout.weight.grad))
     if mode == "pure":
         pairs += [(model.heads.weight.grad, cell.ff1.weight.grad), (model.A.grad, cell.A.grad)]
-        pairs.append((model.w_tau.grad, cell.w_tau.grad))
+        pairs += [(model.heads.bias.grad, cell.ff1.bias.grad), (model.w_tau.grad, cell.w_tau.grad)]
     else:
-        names = ["ff1", "ff2", "time_a", "time_b"]
-        fused = torch.cat([getattr(cell, n).weight.grad for n in names])
-        pairs.append((model.heads.weight.grad, fused))
+        heads = [getattr(cell, n) for n in ["ff1", "ff2", "time_a", "time_b"]]
+        pairs.append((model.heads.weight.grad, torch.cat([h.weight.grad for h in heads])))
+        pairs.append((model.heads.bias.grad, torch.cat([h.bias.grad for h in heads])))
     if mixed:
         pairs.append((model.lstm.recurrent_map.weight.grad, lstm.recurrent_map.weight.grad))
         pairs.append((model.lstm.input_map.weight.grad, lstm.input_map.weight.grad))
+        pairs.append((model.lstm.input_map.bias.grad, lstm.input_map.bias.grad))
     for a, b in pairs:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 

@@ -17,32 +17,35 @@ size never broadcasts time across units.
 
 Speed (CPU, ``make bench``): the time loop is one autograd node, :class:`Recurrence`, with
 the backward pass through time written out; step-by-step autograd records ~15 nodes and
-their saved tensors per step, which on CPU cost about as much as the matrix products.
-The inputs' share of the first layer (and of the LSTM) is applied to all steps at once
-before the loop, and ``tanh`` is evaluated as ``2·sigmoid(2x) − 1`` (torch's CPU tanh is
-about 6× slower than its sigmoid). Weight gradients accumulate in place step by step, while
-a step's operands are still in cache: one product over all ``T·B`` rows after the loop, from
-``[T,B,·]`` buffers, made the training step slower at the sizes of ``make bench``'s (a) and
-(b) in a one-off comparison of the two versions (not kept in the repository). The
-gradients are checked against finite differences (tests/test_cfc_grad.py) and against
-autograd through ncps (tests/test_parity_ncps.py).
+their saved tensors per step, which on CPU cost about as much as the matrix products. The
+loop itself runs under TorchScript (``script``), which takes the Python interpreter out of
+the per-step work. The inputs' share of the first layer (and of the LSTM) is applied to all
+steps at once before the loop, and each step adds the state's share in place. Biases ride in
+the matrix products (a column of ones on each layer's input), so no step copies a bias into a
+product's output, and the heads' matrix carries the ``2b`` of ``a·tanh(b·f) = a·(2σ(2b·f) − 1)``
+(torch's CPU tanh is about 6× slower than its sigmoid). Weight gradients accumulate in place
+step by step, while a step's operands are still in cache: one product over all ``T·B`` rows
+after the loop, from ``[T,B,·]`` buffers, made the training step slower at the sizes of
+``make bench``'s (a) and (b) in a one-off comparison of the two versions (not kept in the
+repository). The gradients are checked against finite differences (tests/test_cfc_grad.py)
+and against autograd through ncps (tests/test_parity_ncps.py).
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
-
-aten = torch.ops.aten
 
 LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
 
@@ -113,6 +116,7 @@ class CfCConfig(ModelConfig):
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
     init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
     pure_init: PureInit = PureInit.xavier  # Cf-S only
+    script: bool = True  # run the time loop under TorchScript; False: the same code in Python
 
     def build(self, io: SequenceIO) -> CfC:
         return CfC(self, io)
@@ -121,30 +125,6 @@ class CfCConfig(ModelConfig):
 def activation(kind: Activation | str) -> nn.Module:
     """A fresh activation module, from the enum or its name."""
     return (Activation[kind] if isinstance(kind, str) else kind).value()
-
-
-# The activations as plain functions, for the time loop (a module call costs more than silu).
-ACTIVATION_FNS: dict[Activation, Callable[[torch.Tensor], torch.Tensor]] = {
-    Activation.silu: F.silu,
-    Activation.relu: torch.relu,
-    Activation.tanh: torch.tanh,
-    Activation.gelu: F.gelu,
-    Activation.lecun_tanh: lambda x: LECUN_SCALE * fast_tanh(LECUN_SLOPE * x),
-}
-
-# Derivative of each backbone activation ``y = act(a)``: (grad of y, a, y, out) -> grad of a,
-# written to ``out``.
-ACTIVATION_GRADS: dict[Activation, Callable[..., torch.Tensor]] = {
-    Activation.silu: lambda g, a, y, out: aten.silu_backward.grad_input(g, a, grad_input=out),
-    Activation.relu: lambda g, a, y, out: aten.threshold_backward.grad_input(
-        g, y, 0, grad_input=out
-    ),
-    Activation.tanh: lambda g, a, y, out: aten.tanh_backward.grad_input(g, y, grad_input=out),
-    Activation.gelu: lambda g, a, y, out: aten.gelu_backward.grad_input(g, a, grad_input=out),
-    Activation.lecun_tanh: lambda g, a, y, out: torch.mul(
-        aten.tanh_backward(g, y / LECUN_SCALE), LECUN_SCALE * LECUN_SLOPE, out=out
-    ),
-}
 
 
 class MixedMemoryLSTM(nn.Module):
@@ -173,6 +153,7 @@ class CfC(SequenceModel):
         self.activation = Activation[kind] if isinstance(kind, str) else kind
         self.dropout = cfg.backbone_dropout
         self.dropout_first_layer = cfg.dropout_first_layer
+        self.script = cfg.script
         hidden = cfg.hidden
         width = io.input_size + hidden
         layers = []
@@ -204,43 +185,98 @@ class CfC(SequenceModel):
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if dt.requires_grad:
             raise ValueError("CfC gives no gradient for the elapsed times dt; pass dt.detach()")
-        n_in = x.shape[2]
-        xs = x.transpose(0, 1)  # time-major, so that each step's slice is contiguous
         first = self.backbone[0] if len(self.backbone) else self.heads
-        x_proj = F.linear(xs, first.weight[:, :n_in], first.bias)
-        lstm_proj = self.lstm.input_map(xs) if self.lstm is not None else None
         hidden = [t for layer in self.backbone[1:] for t in (layer.weight, layer.bias)]
         heads = (self.heads.weight, self.heads.bias) if len(self.backbone) else (None, None)
         pure = (self.A, self.w_tau) if self.mode is CfCMode.pure else (None, None)
-        lstm_rec = self.lstm.recurrent_map.weight if self.lstm is not None else None
+        lstm = (None, None, None)
+        if self.lstm is not None:
+            maps = self.lstm.input_map, self.lstm.recurrent_map
+            lstm = (maps[0].weight, maps[0].bias, maps[1].weight)
+        kind, shape = LOOP_ACTIVATIONS[self.activation]
+        spec = LoopSpec(
+            mode=self.mode.value,
+            activation=kind,
+            activation_shape=shape,
+            head_shape=self.head_shape,
+            dropout=self.dropout if self.training else 0.0,
+            dropout_first_layer=self.dropout_first_layer,
+            forget_bias=self.lstm.forget_bias if self.lstm is not None else 0.0,
+            script=self.script,
+        )
         hs = Recurrence.apply(
-            self,
+            spec,
             torch.is_grad_enabled(),
-            x_proj,
-            lstm_proj,
+            x.transpose(0, 1),  # time-major, so that each step's slice is contiguous
             dt.to(x.dtype).t().unsqueeze(-1),
-            first.weight[:, n_in:],
+            first.weight,
+            first.bias,
             *heads,
             *pure,
-            lstm_rec,
+            *lstm,
             *hidden,
         )
         return hs.transpose(0, 1)
 
 
-Tape = tuple[torch.Tensor, ...]  # what a step keeps for its backward pass
+# The time loop. The functions below are TorchScript: with ``script`` (the default) they run
+# under torch.jit.script, whose interpreter takes the Python overhead out of the per-step
+# work; otherwise as plain Python. Pre-activations enter the loop with their bias applied by
+# the matrix product: every layer's input carries a column of ones and every weight matrix its
+# bias as the last row, so no step adds a bias or copies one into a product's output.
 
 
-def lstm_step(
-    gates_in: torch.Tensor,
-    h: torch.Tensor,
-    c: torch.Tensor,
-    rec_t: torch.Tensor,
-    forget_bias: float,
-) -> tuple[torch.Tensor, torch.Tensor, Tape]:
-    """Mixed-memory LSTM step from ``gates_in = input_map(x_t)`` and the transposed recurrent
-    matrix; returns ``h, c, tape``."""
-    i, ig, fg, og = torch.addmm(gates_in, h, rec_t).chunk(4, dim=-1)
+class LoopSpec(NamedTuple):
+    """What the time loop needs to know of the model, as plain values (TorchScript reads it)."""
+
+    mode: str
+    activation: str  # a kind of LOOP_ACTIVATIONS
+    activation_shape: tuple[float, float]
+    head_shape: tuple[float, float]
+    dropout: float  # 0 in evaluation mode
+    dropout_first_layer: bool
+    forget_bias: float
+    script: bool
+
+
+# Each backbone activation as the loop's (kind, (scale, slope)); ``tanh``: scale·tanh(slope·x).
+LOOP_ACTIVATIONS = {
+    Activation.silu: ("silu", (1.0, 1.0)),
+    Activation.relu: ("relu", (1.0, 1.0)),
+    Activation.gelu: ("gelu", (1.0, 1.0)),
+    Activation.tanh: ("tanh", HEAD_SHAPES[HeadActivation.tanh]),
+    Activation.lecun_tanh: ("tanh", HEAD_SHAPES[HeadActivation.lecun_tanh]),
+}
+
+
+def activate(kind: str, scale: float, slope: float, a: Tensor, out: Tensor) -> Tensor:
+    """The backbone activation of ``a`` written to ``out``; ``tanh`` means ``scale·tanh(slope·a)``
+    (tanh, LeCun's tanh)."""
+    if kind == "silu":
+        return torch.ops.aten.silu(a, out=out)
+    if kind == "relu":
+        return torch.clamp_min(a, 0.0, out=out)
+    if kind == "gelu":
+        return torch.ops.aten.gelu(a, out=out)
+    return torch.sigmoid(a * (2 * slope), out=out).mul_(2 * scale).sub_(scale)
+
+
+def activation_grad(
+    kind: str, scale: float, slope: float, g: Tensor, a: Tensor, y: Tensor, out: Tensor
+) -> Tensor:
+    """Gradient of the pre-activation ``a`` from that of ``y = activate(a)``, written to ``out``."""
+    if kind == "silu":
+        return torch.ops.aten.silu_backward(g, a, grad_input=out)
+    if kind == "relu":
+        return torch.ops.aten.threshold_backward(g, a, 0.0, grad_input=out)
+    if kind == "gelu":
+        return torch.ops.aten.gelu_backward(g, a, grad_input=out)
+    return torch.ops.aten.tanh_backward(g, y / scale, grad_input=out).mul_(scale * slope)
+
+
+def lstm_step(gates: Tensor, c: Tensor, forget_bias: float) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Mixed-memory LSTM step from the gates' pre-activations; returns ``h, c, tape``."""
+    i, ig, fg, og = gates.chunk(4, dim=1)
     ti, si, sf, so = (
         fast_tanh(i),
         torch.sigmoid(ig),
@@ -249,12 +285,12 @@ def lstm_step(
     )
     c_new = torch.addcmul(c * sf, ti, si)
     tc = fast_tanh(c_new)
-    return tc * so, c_new, (c, ti, si, sf, so, tc)
+    return tc * so, c_new, [c, ti, si, sf, so, tc]
 
 
 def lstm_step_grad(
-    dh: torch.Tensor, dc: torch.Tensor, tape: Tape, out: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    dh: Tensor, dc: Tensor, tape: list[Tensor], out: Tensor
+) -> tuple[Tensor, Tensor]:
     """Gradients of the gates' pre-activations (written to ``out``) and of the incoming cell
     state."""
     c, ti, si, sf, so, tc = tape
@@ -267,217 +303,328 @@ def lstm_step_grad(
 
 
 def update_step(
-    mode: CfCMode,
-    head: tuple[float, float],
-    p: torch.Tensor,
-    dt: torch.Tensor,
-    A: torch.Tensor | None,
-    w_tau: torch.Tensor | None,
-    out: torch.Tensor,
-) -> tuple[torch.Tensor, Tape]:
-    """The CfC update from the heads' pre-activations ``p`` and ``dt [B,1]``, written to
-    ``out``; returns ``out, tape``. ``head = (a, b)``: the heads' activation ``a·tanh(b·f)``.
+    mode: str,
+    scale: float,
+    q: Tensor,
+    dt: Tensor,
+    A: Tensor | None,
+    w_tau: Tensor | None,
+    out: Tensor,
+) -> list[Tensor]:
+    """The CfC update written to ``out`` from the heads' output ``q`` and ``dt [B,1]``; returns
+    the step's tape.
 
-    ``a·tanh(b·f) = a·(2σ(2b·f) − 1)``, so the gated update is
-    ``a·(2·lerp(σ(2b·f1), σ(2b·f2), s) − 1)``.
+    The heads' matrix carries the factor ``2b`` of ``f1, f2`` (heads ``a·tanh(b·f)``), so
+    ``q = [2b·f1, 2b·f2, ta, tb]`` and ``a·tanh(b·f) = a·(2σ(2b·f) − 1)``: the gated update is
+    ``a·(2·lerp(σ(q1), σ(q2), s) − 1)``. Cf-S reads ``q = f1`` (one head).
     """
-    if mode is CfCMode.pure:
-        e = torch.exp(-dt * (w_tau.abs() + p.abs()))
-        return torch.addcmul(A, A * e, p, value=-1, out=out), (p, e)
-    scale, slope = head
-    hidden = p.shape[1] // 4
-    sig = torch.sigmoid(2 * slope * p[:, : 2 * hidden])  # σ(2b·f1), σ(2b·f2)
-    s = torch.sigmoid(torch.addcmul(p[:, 3 * hidden :], p[:, 2 * hidden : 3 * hidden], dt))
-    s1, s2 = sig[:, :hidden], sig[:, hidden:]
-    if mode is CfCMode.no_gate:
-        h = torch.addcmul(2 * scale * s1 - scale, s, 2 * scale * s2 - scale, out=out)
+    if mode == "pure":
+        assert A is not None and w_tau is not None
+        e = torch.exp(-dt * (w_tau.abs() + q.abs()))
+        torch.addcmul(A, A * e, q, value=-1.0, out=out)
+        return [q, e]
+    hidden = out.shape[1]
+    sig = torch.sigmoid(q[:, : 2 * hidden])
+    s = torch.sigmoid(torch.addcmul(q[:, 3 * hidden :], q[:, 2 * hidden : 3 * hidden], dt))
+    if mode == "no_gate":
+        g = sig.mul(2 * scale).sub_(scale)
+        torch.addcmul(g[:, :hidden], s, g[:, hidden:], out=out)
     else:
-        h = torch.lerp(s1, s2, s, out=out).mul_(2 * scale).sub_(scale)
-    return h, (sig, s)
+        torch.lerp(sig[:, :hidden], sig[:, hidden:], s, out=out).mul_(2 * scale).sub_(scale)
+    return [sig, s]
 
 
 def update_step_grad(
-    mode: CfCMode,
-    head: tuple[float, float],
-    dh: torch.Tensor,
-    tape: Tape,
-    dt: torch.Tensor,
-    A: torch.Tensor | None,
-    w_tau: torch.Tensor | None,
-    out: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Gradient of ``p`` (and, for Cf-S, of ``A`` and ``w_tau``) from that of ``h``; ``p``'s
-    is written to ``out`` (``[B,4H]``, Cf-S ``[B,H]``)."""
-    if mode is CfCMode.pure:
-        p, e = tape
-        dp = torch.mul(-dh * A * e, 1 - dt * p.abs(), out=out)
-        dA = (dh * (1 - e * p)).sum(0, keepdim=True)
-        dw = (dh * A * e * p * dt).sum(0, keepdim=True) * w_tau.sign()
-        return dp, dA, dw
-    scale, slope = head
+    mode: str,
+    scale: float,
+    dh: Tensor,
+    tape: list[Tensor],
+    dt: Tensor,
+    A: Tensor | None,
+    w_tau: Tensor | None,
+    out: Tensor,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Gradient of ``q`` (written to ``out``, ``[B,4H]``, Cf-S ``[B,H]``) and, for Cf-S, of ``A``
+    and ``w_tau``, from that of ``h``."""
+    if mode == "pure":
+        assert A is not None and w_tau is not None
+        q, e = tape
+        torch.mul(-dh * A * e, 1 - dt * q.abs(), out=out)
+        d_A = (dh * (1 - e * q)).sum(0, keepdim=True)
+        d_w_tau = (dh * A * e * q * dt).sum(0, keepdim=True) * w_tau.sign()
+        return out, d_A, d_w_tau
     sig, s = tape
     hidden = s.shape[1]
     s1, s2 = sig[:, :hidden], sig[:, hidden:]
-    d_f1, d_f2, d_ta, d_tb = out.split(hidden, dim=1)  # written in place: no concatenation
-    torch.mul(dh, s, out=d_f2)  # gradient of g(f2), g(f) = a·tanh(b·f)
-    if mode is CfCMode.no_gate:  # h = g(f1) + s·g(f2)
+    d_f1, d_f2 = out[:, :hidden], out[:, hidden : 2 * hidden]  # written in place
+    d_ta, d_tb = out[:, 2 * hidden : 3 * hidden], out[:, 3 * hidden :]
+    torch.mul(dh, s, out=d_f2)  # gradient of g(q2), g(q) = a·(2σ(q) − 1)
+    if mode == "no_gate":  # h = g(q1) + s·g(q2)
         d_f1.copy_(dh)
-        d_s = (2 * scale * s2 - scale).mul_(dh)
-    else:  # h = g(f1)·(1 − s) + s·g(f2)
+        d_s = s2.mul(2 * scale).sub_(scale).mul_(dh)
+    else:  # h = g(q1)·(1 − s) + s·g(q2)
         torch.sub(dh, d_f2, out=d_f1)
         d_s = torch.sub(s2, s1).mul_(dh).mul_(2 * scale)
-    out[:, : 2 * hidden].mul_(
-        4 * scale * slope * torch.addcmul(sig, sig, sig, value=-1)
-    )  # g'(f) = 4ab·σ(2b·f)(1 − σ(2b·f))
-    torch.mul(d_s, torch.addcmul(s, s, s, value=-1), out=d_tb)  # σ' = σ(1 − σ)
+    out[:, : 2 * hidden].mul_(torch.addcmul(sig, sig, sig, value=-1.0).mul_(2 * scale))
+    torch.mul(d_s, torch.addcmul(s, s, s, value=-1.0), out=d_tb)  # σ' = σ(1 − σ)
     torch.mul(d_tb, dt, out=d_ta)
     return out, None, None
+
+
+def forward_loop(
+    spec: LoopSpec,
+    keep: bool,
+    x_proj: Tensor,
+    lstm_proj: Tensor | None,
+    dt: Tensor,
+    w_rec_t: Tensor,
+    layers_t: list[Tensor],
+    A: Tensor | None,
+    w_tau: Tensor | None,
+    lstm_rec_t: Tensor | None,
+) -> tuple[Tensor, list[Tensor]]:
+    """States ``hs [T,B,H]`` and, with ``keep``, the tape: per step the LSTM's output and
+    tape (mixed memory), per backbone layer its pre-activation, activation, dropout mask and
+    next input ``[y·mask ; 1]``, then the update's tape. ``x_proj`` and ``lstm_proj`` (the
+    inputs' shares) are the loop's own buffers: each step adds the state's share in place."""
+    scale, slope = spec.activation_shape
+    steps, batch = x_proj.shape[0], x_proj.shape[1]
+    hs = x_proj.new_empty(steps, batch, w_rec_t.shape[0])
+    h = x_proj.new_zeros(batch, w_rec_t.shape[0])
+    c = torch.zeros_like(h)
+    tape: list[Tensor] = []
+    for t in range(steps):
+        if lstm_rec_t is not None and lstm_proj is not None:
+            h, c, lstm_tape = lstm_step(lstm_proj[t].addmm_(h, lstm_rec_t), c, spec.forget_bias)
+            if keep:
+                tape.append(h)
+                tape.extend(lstm_tape)
+        q = x_proj[t].addmm_(h, w_rec_t)
+        for k in range(len(layers_t)):
+            units = q.shape[1]
+            y_in = q.new_empty(batch, units + 1)
+            y_in[:, units].fill_(1.0)
+            if spec.dropout > 0 and (k > 0 or spec.dropout_first_layer):
+                # After the second and later layers (as ncps; the same random draws), and
+                # after the first one too with dropout_first_layer.
+                y = activate(spec.activation, scale, slope, q, torch.empty_like(q))
+                mask = F.dropout(torch.ones_like(y), spec.dropout)
+                torch.mul(y, mask, out=y_in[:, :units])
+            else:
+                y = activate(spec.activation, scale, slope, q, y_in[:, :units])
+                mask = y_in[:, units:]  # no mask; a view keeps the tape's layout
+            if keep:
+                tape.extend([q, y, mask, y_in])
+            q = torch.mm(y_in, layers_t[k])
+        update_tape = update_step(spec.mode, spec.head_shape[0], q, dt[t], A, w_tau, hs[t])
+        if keep:
+            tape.extend(update_tape)
+        h = hs[t]
+    return hs, tape
+
+
+def backward_loop(
+    spec: LoopSpec,
+    d_hs: Tensor,
+    hs: Tensor,
+    dt: Tensor,
+    w_rec: Tensor,
+    weights: list[Tensor],
+    A: Tensor | None,
+    w_tau: Tensor | None,
+    lstm_rec: Tensor | None,
+    tape: list[Tensor],
+) -> tuple[
+    Tensor, Tensor | None, Tensor, list[Tensor], Tensor | None, Tensor | None, Tensor | None
+]:
+    """Backpropagation through time from ``d_hs [T,B,H]``. ``weights``: each backbone layer's
+    after the first and the heads', ``[out, in]``. Returns the first layer's pre-activation
+    gradients ``[T,B,·]``, the LSTM gates' (or None), and the weight gradients as products
+    give them, ``[in, out]`` (bias in the last row of each of ``weights``'): the state's share
+    of the first layer, ``weights``, ``A``, ``w_tau`` and the LSTM's recurrent matrix."""
+    scale, slope = spec.activation_shape
+    steps, batch, hidden = d_hs.shape[0], d_hs.shape[1], d_hs.shape[2]
+    n_layers = len(weights)
+    mixed = lstm_rec is not None
+    stride = 7 * int(mixed) + 4 * n_layers + 2  # tape entries per step
+    g_rec = w_rec.new_zeros(hidden, w_rec.shape[0])
+    g_layers = [w.new_zeros(w.shape[1] + 1, w.shape[0]) for w in weights]
+    g_A = None if A is None else torch.zeros_like(A)
+    g_w_tau = None if w_tau is None else torch.zeros_like(w_tau)
+    d_x = d_hs.new_empty(steps, batch, w_rec.shape[0])
+    d_lstm_x: Tensor | None = None
+    g_lstm: Tensor | None = None
+    if lstm_rec is not None:
+        d_lstm_x = d_hs.new_empty(steps, batch, lstm_rec.shape[0])
+        g_lstm = lstm_rec.new_zeros(hidden, lstm_rec.shape[0])
+    dh = torch.zeros_like(d_hs[0])
+    dc = torch.zeros_like(dh)
+    h0 = torch.zeros_like(dh)
+    d_heads = d_hs.new_empty(0)  # the heads' gradient is used up within a step: one buffer
+    if n_layers > 0:
+        d_heads = d_hs.new_empty(batch, weights[n_layers - 1].shape[0])
+    for i in range(steps):
+        t = steps - 1 - i
+        base = t * stride
+        h_prev = hs[t - 1] if t > 0 else h0
+        h_in = tape[base] if mixed else h_prev  # the first layer's state input
+        layers_base = base + 7 * int(mixed)
+        update_base = layers_base + 4 * n_layers
+        dh.add_(d_hs[t])
+        dq, d_A, d_w_tau = update_step_grad(
+            spec.mode,
+            spec.head_shape[0],
+            dh,
+            tape[update_base : update_base + 2],
+            dt[t],
+            A,
+            w_tau,
+            d_x[t] if n_layers == 0 else d_heads,
+        )
+        if g_A is not None and g_w_tau is not None and d_A is not None and d_w_tau is not None:
+            g_A.add_(d_A)
+            g_w_tau.add_(d_w_tau)
+        for k in range(n_layers - 1, -1, -1):  # the heads, then the backbone downwards
+            a, y, mask, y_in = tape[layers_base + 4 * k : layers_base + 4 * k + 4]
+            g_layers[k].addmm_(y_in.t(), dq)
+            dz = torch.mm(dq, weights[k])
+            if spec.dropout > 0 and (k > 0 or spec.dropout_first_layer):
+                dz.mul_(mask)
+            slot = d_x[t] if k == 0 else torch.empty_like(a)
+            dq = activation_grad(spec.activation, scale, slope, dz, a, y, slot)
+        # dq, the first layer's pre-activation gradient, is d_x[t]
+        g_rec.addmm_(h_in.t(), dq)
+        if mixed or t > 0:  # the initial state is zero: nothing flows into it
+            dh = torch.mm(dq, w_rec)
+        if lstm_rec is not None and d_lstm_x is not None and g_lstm is not None:
+            d_gates, dc = lstm_step_grad(dh, dc, tape[base + 1 : base + 7], d_lstm_x[t])
+            g_lstm.addmm_(h_prev.t(), d_gates)
+            if t > 0:
+                dh = torch.mm(d_gates, lstm_rec)
+    return d_x, d_lstm_x, g_rec, g_layers, g_A, g_w_tau, g_lstm
+
+
+@functools.cache
+def scripted(fn: Callable) -> Callable:
+    with warnings.catch_warnings():
+        # torch.jit.script is deprecated in torch 2.x; torch.compile would unroll the loop.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(fn)
+
+
+def with_bias(weight: Tensor, bias: Tensor) -> Tensor:
+    """``[out, in + 1]``: the weight with its bias as a last column."""
+    return torch.cat([weight, bias.unsqueeze(1)], dim=1)
 
 
 class Recurrence(torch.autograd.Function):
     """The CfC time loop as one autograd node, with backpropagation through time by hand.
 
-    Inputs (time-major): ``x_proj [T,B,·]``, the inputs' share of the first layer (bias
-    included); ``lstm_proj [T,B,4H]``, the LSTM's ``input_map(x)`` (or None); ``dt [T,B,1]``;
-    then the recurrent weights: ``w_rec`` (the state's share of the first layer), the heads
-    (None when the first layer is the heads), ``A, w_tau`` (Cf-S), the LSTM's recurrent
-    matrix, and weight and bias of every backbone layer after the first. Returns ``h [T,B,H]``.
-    ``keep`` False (inference) skips storing what the backward pass needs.
+    Inputs: the loop's :class:`LoopSpec`, ``keep`` (False for inference: no tape), ``xs
+    [T,B,I]`` (time-major), ``dt [T,B,1]``, then the parameters: the first layer's weight
+    and bias (the heads' when there is no backbone), the heads' (or None), ``A, w_tau``
+    (Cf-S), the LSTM's input map and recurrent matrix (mixed memory), and weight and bias of
+    every backbone layer after the first. Returns ``h [T,B,H]``.
     """
 
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
-        model: CfC,
+        spec: LoopSpec,
         keep: bool,
-        x_proj: torch.Tensor,
-        lstm_proj: torch.Tensor | None,
-        dt: torch.Tensor,
-        w_rec: torch.Tensor,
-        heads_w: torch.Tensor | None,
-        heads_b: torch.Tensor | None,
-        A: torch.Tensor | None,
-        w_tau: torch.Tensor | None,
-        lstm_rec: torch.Tensor | None,
-        *hidden: torch.Tensor,
-    ) -> torch.Tensor:
-        # Transposed once here, not at every step.
-        layers = [(w.t(), b) for w, b in zip(hidden[0::2], hidden[1::2], strict=True)]
-        w_rec_t = w_rec.t()
-        heads_t = None if heads_w is None else heads_w.t()
-        lstm_rec_t = None if lstm_rec is None else lstm_rec.t()
-        act = ACTIVATION_FNS[model.activation]
-        drop = model.dropout if model.training else 0.0
-        steps, batch = x_proj.shape[:2]
-        hs = x_proj.new_empty(steps, batch, w_rec.shape[1])  # each step writes its h here
-        h = x_proj.new_zeros(batch, w_rec.shape[1])
-        c = torch.zeros_like(h)
-        tapes = []
-        for t in range(steps):
-            lstm_tape = None
-            if lstm_rec is not None:
-                h, c, lstm_tape = lstm_step(lstm_proj[t], h, c, lstm_rec_t, model.lstm.forget_bias)
-            p = torch.addmm(x_proj[t], h, w_rec_t)
-            layer_tapes = []
-            if heads_w is not None:
-                a = p
-                for k in range(len(layers) + 1):
-                    if k:
-                        w_t, b = layers[k - 1]
-                        a = torch.addmm(b, layer_tapes[-1][3], w_t)
-                    y = act(a)
-                    # Dropout follows the second and later layers (as ncps; same random draws),
-                    # and the first one too with dropout_first_layer.
-                    dropped = drop and (k or model.dropout_first_layer)
-                    mask = F.dropout(torch.ones_like(y), drop) if dropped else None
-                    layer_tapes.append((a, y, mask, y if mask is None else y * mask))
-                p = torch.addmm(heads_b, layer_tapes[-1][3], heads_t)
-            h_in = h
-            h, update_tape = update_step(model.mode, model.head_shape, p, dt[t], A, w_tau, hs[t])
-            if keep:
-                # A step's incoming state is the previous output, hs[t - 1], read back from the
-                # saved output (autograd refuses saved views of it); the LSTM's is fresh.
-                h_lstm = h_in if lstm_rec is not None else None
-                tapes.append((h_lstm, lstm_tape, layer_tapes, update_tape))
+        xs: Tensor,
+        dt: Tensor,
+        first_w: Tensor,
+        first_b: Tensor,
+        heads_w: Tensor | None,
+        heads_b: Tensor | None,
+        A: Tensor | None,
+        w_tau: Tensor | None,
+        lstm_in_w: Tensor | None,
+        lstm_in_b: Tensor | None,
+        lstm_rec: Tensor | None,
+        *hidden: Tensor,
+    ) -> Tensor:
+        n_in = xs.shape[2]
+        xs1 = torch.cat([xs, xs.new_ones(*xs.shape[:2], 1)], dim=2)
+        # The heads' rows of f1, f2 times 2b (see update_step); undone on their gradients.
+        head_rows = None
+        if spec.mode != CfCMode.pure.value:
+            matrix = first_w if heads_w is None else heads_w
+            head_rows = matrix.new_ones(matrix.shape[0], 1)
+            head_rows[: matrix.shape[0] // 2] = 2 * spec.head_shape[1]
+            if heads_w is None:
+                first_w, first_b = first_w * head_rows, first_b * head_rows[:, 0]
+            else:
+                heads_w, heads_b = heads_w * head_rows, heads_b * head_rows[:, 0]
+        weights = [*hidden[0::2], heads_w] if heads_w is not None else []
+        biases = [*hidden[1::2], heads_b] if heads_w is not None else []
+        w_in, w_rec = first_w[:, :n_in], first_w[:, n_in:]
+        lstm_proj = None if lstm_in_w is None else xs1 @ with_bias(lstm_in_w, lstm_in_b).t()
+        loop = scripted(forward_loop) if spec.script else forward_loop
+        hs, tape = loop(
+            spec,
+            keep,
+            xs1 @ with_bias(w_in, first_b).t(),
+            lstm_proj,
+            dt,
+            w_rec.t(),
+            [with_bias(w, b).t().contiguous() for w, b in zip(weights, biases, strict=True)],
+            A,
+            w_tau,
+            None if lstm_rec is None else lstm_rec.t(),
+        )
         if keep:
-            # Saved as autograd saves (freed after the backward pass unless retain_graph).
-            leaves, ctx.tape_layout = tree_flatten(tapes)
-            ctx.model = model
-            ctx.save_for_backward(dt, w_rec, heads_w, A, w_tau, lstm_rec, hs, *hidden, *leaves)
+            ctx.spec, ctx.n_weights = spec, len(weights)
+            ctx.save_for_backward(
+                xs1, dt, w_in, w_rec, head_rows, A, w_tau, lstm_in_w, lstm_rec, hs, *weights, *tape
+            )
         return hs
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: torch.autograd.function.FunctionCtx, d_hs: torch.Tensor) -> tuple:
-        dt, w_rec, heads_w, A, w_tau, lstm_rec, hs, *rest = ctx.saved_tensors
-        model = ctx.model
-        n_hidden = 2 * (len(model.backbone) - 1) if heads_w is not None else 0
-        hidden, tapes = rest[:n_hidden], tree_unflatten(rest[n_hidden:], ctx.tape_layout)
-        act_grad = ACTIVATION_GRADS[model.activation]
-        hidden_w = hidden[0::2]
-        batch = d_hs.shape[1]
-
-        def zeros_t(w):  # a weight's gradient, accumulated as [in, out] (faster products)
-            return None if w is None else w.new_zeros(w.shape[1], w.shape[0])
-
-        g_rec, g_heads, g_lstm = zeros_t(w_rec), zeros_t(heads_w), zeros_t(lstm_rec)
-        g_heads_b = None if heads_w is None else d_hs.new_zeros(batch, heads_w.shape[0])
-        g_hidden = [(zeros_t(w), d_hs.new_zeros(batch, w.shape[0])) for w in hidden_w]
-        g_A = g_w_tau = None
-        if A is not None:
-            g_A, g_w_tau = torch.zeros_like(A), torch.zeros_like(w_tau)
-        # Gradients of the inputs' shares, [T,B,·], filled step by step (no stack at the end).
-        d_x = d_hs.new_empty(*d_hs.shape[:2], w_rec.shape[0])
-        d_lstm_x = None if lstm_rec is None else d_hs.new_empty(*d_hs.shape[:2], lstm_rec.shape[0])
-        dh = torch.zeros_like(d_hs[0])
-        dc = torch.zeros_like(dh)
-        h0 = torch.zeros_like(dh)
-        dp_heads = None if heads_w is None else dh.new_empty(batch, heads_w.shape[0])
-        for t in reversed(range(len(tapes))):
-            h_lstm, lstm_tape, layer_tapes, update_tape = tapes[t]
-            h_prev = hs[t - 1] if t else h0
-            h_in = h_prev if h_lstm is None else h_lstm
-            dh.add_(d_hs[t])
-            # The heads' gradient is used up within the step, so one buffer serves them all.
-            out = dp_heads if heads_w is not None else d_x[t]
-            dp, dA, dw = update_step_grad(
-                model.mode, model.head_shape, dh, update_tape, dt[t], A, w_tau, out
-            )
-            if dA is not None:
-                g_A += dA
-                g_w_tau += dw
-            if heads_w is not None:
-                g_heads.addmm_(layer_tapes[-1][3].t(), dp)
-                g_heads_b += dp
-                dz = dp @ heads_w
-                for k in reversed(range(len(layer_tapes))):
-                    a, y, mask, _ = layer_tapes[k]
-                    # The first layer's gradient goes straight to its slot in d_x.
-                    slot = d_x[t] if k == 0 else torch.empty_like(a)
-                    dp = act_grad(dz if mask is None else dz * mask, a, y, slot)
-                    if k:
-                        g_hidden[k - 1][0].addmm_(layer_tapes[k - 1][3].t(), dp)
-                        g_hidden[k - 1][1].add_(dp)
-                        dz = dp @ hidden_w[k - 1]
-            # dp, the first layer's pre-activation gradient, was written into d_x[t]
-            g_rec.addmm_(h_in.t(), dp)
-            dh = dp @ w_rec
-            if lstm_tape is not None:
-                d_gates, dc = lstm_step_grad(dh, dc, lstm_tape, d_lstm_x[t])
-                g_lstm.addmm_(h_prev.t(), d_gates)
-                dh = d_gates @ lstm_rec
-        d_hidden = [g for gw, gb in g_hidden for g in (gw.t(), gb.sum(0))]
+    def backward(ctx: torch.autograd.function.FunctionCtx, d_hs: Tensor) -> tuple:
+        xs1, dt, w_in, w_rec, head_rows, A, w_tau, lstm_in_w, lstm_rec, hs, *rest = (
+            ctx.saved_tensors
+        )
+        spec, n_weights = ctx.spec, ctx.n_weights
+        weights, tape = list(rest[:n_weights]), list(rest[n_weights:])
+        loop = scripted(backward_loop) if spec.script else backward_loop
+        d_x, d_lstm_x, g_rec, g_layers, g_A, g_w_tau, g_lstm = loop(
+            spec, d_hs.contiguous(), hs, dt, w_rec, weights, A, w_tau, lstm_rec, tape
+        )
+        n_in = w_in.shape[1]
+        inputs = xs1.flatten(0, 1)
+        # The inputs' shares (bias included, from the ones column): one product over all steps.
+        g_first = d_x.flatten(0, 1).t() @ inputs
+        g_first_w = torch.cat([g_first[:, :n_in], g_rec.t()], dim=1)
+        g_first_b = g_first[:, n_in]
+        g_hidden = [g for layer in g_layers for g in (layer[:-1].t(), layer[-1])]
+        if head_rows is not None and n_weights:
+            g_hidden[-2:] = [g_hidden[-2] * head_rows, g_hidden[-1] * head_rows[:, 0]]
+        elif head_rows is not None:
+            g_first_w, g_first_b = g_first_w * head_rows, g_first_b * head_rows[:, 0]
+        g_xs = g_lstm_in_w = g_lstm_in_b = None
+        if ctx.needs_input_grad[2]:
+            g_xs = d_x @ w_in
+        if d_lstm_x is not None:
+            g_lstm_in = d_lstm_x.flatten(0, 1).t() @ inputs
+            g_lstm_in_w, g_lstm_in_b = g_lstm_in[:, :n_in], g_lstm_in[:, n_in]
+            if g_xs is not None:
+                g_xs = g_xs + d_lstm_x @ lstm_in_w
+        g_heads = g_hidden[-2:] if n_weights else [None, None]
         return (
             None,
             None,
-            d_x,
-            d_lstm_x,
+            g_xs,
             None,
-            g_rec.t(),
-            None if heads_w is None else g_heads.t(),
-            None if heads_w is None else g_heads_b.sum(0),
+            g_first_w,
+            g_first_b,
+            *g_heads,
             g_A,
             g_w_tau,
-            None if lstm_rec is None else g_lstm.t(),
-            *d_hidden,
+            g_lstm_in_w,
+            g_lstm_in_b,
+            None if g_lstm is None else g_lstm.t(),
+            *g_hidden[:-2],
         )

@@ -133,6 +133,26 @@ def test_python_loop_gives_the_scripted_results(mode: str, mixed: bool) -> None:
         torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mixed_memory"])
+def test_last_valid_outputs_match_the_sequence_path(mixed: bool) -> None:
+    """The loop's own pick of each sample's last valid state (ragged mask) gives the outputs
+    and gradients of taking every step's state and picking afterwards."""
+    x, dt, _ = inputs()
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    model = build(mixed_memory=mixed, backbone_layers=1)
+    x = x.requires_grad_()
+    picked = model(x, dt, mask)
+    every = model(x, dt, mask, return_sequences=True)[torch.arange(B), mask.sum(1) - 1]
+    torch.testing.assert_close(picked, every, atol=1e-14, rtol=0)
+    params = [x, *model.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(picked.square().sum(), params),
+        torch.autograd.grad(every.square().sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_elapsed_time_with_a_gradient_is_refused() -> None:
     model = build()
     x, dt, mask = inputs()

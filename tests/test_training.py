@@ -93,7 +93,9 @@ def test_history_and_learning(cfc_run: tuple[dict, Path]) -> None:
     history = pd.read_csv(folder / "history.csv")
     assert history["epoch"].tolist() == list(range(1, 31))
     assert {"train_loss", "lr", "epoch_s", "step_ms"} <= set(history.columns)
-    first, last = history["train_loss"].iloc[0], history["train_loss"].iloc[-1]
+    # The last five epochs' median: one epoch's loss (8 batches) jumps by a few hundredths
+    # with rounding-level changes of the arithmetic.
+    first, last = history["train_loss"].iloc[0], history["train_loss"].iloc[-5:].median()
     # Parity is hard: learning shows as a clear fall below the first epoch and below the
     # loss of guessing (ln 2), not as a solved task in 30 tiny epochs.
     assert last < 0.95 * first and last < math.log(2) - 0.02

@@ -37,11 +37,15 @@ class ModelConfig:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")
 
 
+def last_steps(mask: torch.Tensor) -> torch.Tensor:
+    """``[B]``: the last True step of each ``mask[b]`` (step 0 if none)."""
+    steps = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), steps, torch.zeros_like(steps)).amax(dim=1)
+
+
 def last_valid(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Pick ``seq[b, t_b]`` where ``t_b`` is the last True step of ``mask[b]`` (step 0 if none)."""
-    steps = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last = torch.where(mask.bool(), steps, torch.zeros_like(steps)).amax(dim=1)
-    return seq[torch.arange(seq.shape[0], device=seq.device), last]
+    return seq[torch.arange(seq.shape[0], device=seq.device), last_steps(mask)]
 
 
 class SequenceModel(nn.Module):
@@ -56,6 +60,11 @@ class SequenceModel(nn.Module):
         """Hidden state after every step, ``[B,T,state_size]``."""
         raise NotImplementedError
 
+    def last_states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """State after each sequence's last valid step, ``[B,state_size]``; a model may
+        compute it without a gradient for every step's state."""
+        return last_valid(self.states(x, dt, mask), mask)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -63,7 +72,6 @@ class SequenceModel(nn.Module):
         mask: torch.Tensor,
         return_sequences: bool = False,
     ) -> torch.Tensor:
-        h = self.states(x, dt, mask)
-        if not return_sequences:
-            h = last_valid(h, mask)
-        return self.readout(h)
+        if return_sequences:
+            return self.readout(self.states(x, dt, mask))
+        return self.readout(self.last_states(x, dt, mask))

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel, last_steps
 
 LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
 
@@ -183,6 +183,15 @@ class CfC(SequenceModel):
         )
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.recurrence(x, dt, None).transpose(0, 1)
+
+    def last_states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # The loop picks them itself, so its backward pass needs no [T,B,H] gradient of zeros.
+        return self.recurrence(x, dt, last_steps(mask))
+
+    def recurrence(self, x: Tensor, dt: Tensor, last: Tensor | None) -> Tensor:
+        """Time-major states ``[T,B,H]``, or with ``last`` (``[B]`` steps) each sample's state
+        after its step ``last[b]``, ``[B,H]``."""
         if dt.requires_grad:
             raise ValueError("CfC gives no gradient for the elapsed times dt; pass dt.detach()")
         first = self.backbone[0] if len(self.backbone) else self.heads
@@ -204,9 +213,10 @@ class CfC(SequenceModel):
             forget_bias=self.lstm.forget_bias if self.lstm is not None else 0.0,
             script=self.script,
         )
-        hs = Recurrence.apply(
+        return Recurrence.apply(
             spec,
             torch.is_grad_enabled(),
+            last,
             x.transpose(0, 1),  # time-major, so that each step's slice is contiguous
             dt.to(x.dtype).t().unsqueeze(-1),
             first.weight,
@@ -216,7 +226,6 @@ class CfC(SequenceModel):
             *lstm,
             *hidden,
         )
-        return hs.transpose(0, 1)
 
 
 # The time loop. The functions below are TorchScript: with ``script`` (the default) they run
@@ -274,8 +283,11 @@ def activation_grad(
     return torch.ops.aten.tanh_backward(g, y / scale, grad_input=out).mul_(scale * slope)
 
 
-def lstm_step(gates: Tensor, c: Tensor, forget_bias: float) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """Mixed-memory LSTM step from the gates' pre-activations; returns ``h, c, tape``."""
+def lstm_step(
+    gates: Tensor, c: Tensor, forget_bias: float, out: Tensor
+) -> tuple[Tensor, list[Tensor]]:
+    """Mixed-memory LSTM step from the gates' pre-activations; writes ``h`` to ``out`` and
+    returns ``c, tape``."""
     i, ig, fg, og = gates.chunk(4, dim=1)
     ti, si, sf, so = (
         fast_tanh(i),
@@ -285,7 +297,8 @@ def lstm_step(gates: Tensor, c: Tensor, forget_bias: float) -> tuple[Tensor, Ten
     )
     c_new = torch.addcmul(c * sf, ti, si)
     tc = fast_tanh(c_new)
-    return tc * so, c_new, [c, ti, si, sf, so, tc]
+    torch.mul(tc, so, out=out)
+    return c_new, [c, ti, si, sf, so, tc]
 
 
 def lstm_step_grad(
@@ -355,18 +368,19 @@ def update_step_grad(
         return out, d_A, d_w_tau
     sig, s = tape
     hidden = s.shape[1]
-    s1, s2 = sig[:, :hidden], sig[:, hidden:]
-    d_f1, d_f2 = out[:, :hidden], out[:, hidden : 2 * hidden]  # written in place
-    d_ta, d_tb = out[:, 2 * hidden : 3 * hidden], out[:, 3 * hidden :]
-    torch.mul(dh, s, out=d_f2)  # gradient of g(q2), g(q) = a·(2σ(q) − 1)
+    s1, s2 = sig.chunk(2, dim=1)
+    d_f1, d_f2, d_ta, d_tb = out.split(hidden, dim=1)  # written in place
+    # g(q) = a·(2σ(q) − 1), so the factor 2a of dg/dσ goes on dh once.
+    dh2 = dh * (2 * scale)
+    torch.mul(dh2, s, out=d_f2)
     if mode == "no_gate":  # h = g(q1) + s·g(q2)
-        d_f1.copy_(dh)
-        d_s = s2.mul(2 * scale).sub_(scale).mul_(dh)
+        d_f1.copy_(dh2)
+        d_s = torch.sub(s2, 0.5).mul_(dh2)
     else:  # h = g(q1)·(1 − s) + s·g(q2)
-        torch.sub(dh, d_f2, out=d_f1)
-        d_s = torch.sub(s2, s1).mul_(dh).mul_(2 * scale)
-    out[:, : 2 * hidden].mul_(torch.addcmul(sig, sig, sig, value=-1.0).mul_(2 * scale))
-    torch.mul(d_s, torch.addcmul(s, s, s, value=-1.0), out=d_tb)  # σ' = σ(1 − σ)
+        torch.sub(dh2, d_f2, out=d_f1)
+        d_s = torch.sub(s2, s1).mul_(dh2)
+    out[:, : 2 * hidden].mul_(torch.addcmul(sig, sig, sig, value=-1.0))  # σ' = σ(1 − σ)
+    torch.mul(d_s, torch.addcmul(s, s, s, value=-1.0), out=d_tb)
     torch.mul(d_tb, dt, out=d_ta)
     return out, None, None
 
@@ -374,36 +388,47 @@ def update_step_grad(
 def forward_loop(
     spec: LoopSpec,
     keep: bool,
-    x_proj: Tensor,
-    lstm_proj: Tensor | None,
+    z: Tensor,
+    state_in: Tensor,
+    hs: Tensor,
     dt: Tensor,
-    w_rec_t: Tensor,
+    w_first_t: Tensor,
     layers_t: list[Tensor],
     A: Tensor | None,
     w_tau: Tensor | None,
+    lstm_proj: Tensor | None,
     lstm_rec_t: Tensor | None,
-) -> tuple[Tensor, list[Tensor]]:
-    """States ``hs [T,B,H]`` and, with ``keep``, the tape: per step the LSTM's output and
-    tape (mixed memory), per backbone layer its pre-activation, activation, dropout mask and
-    next input ``[y·mask ; 1]``, then the update's tape. ``x_proj`` and ``lstm_proj`` (the
-    inputs' shares) are the loop's own buffers: each step adds the state's share in place."""
+) -> list[Tensor]:
+    """Fills ``hs [T,B,H]`` with the states and returns, with ``keep``, the tape: per step the
+    LSTM's tape (mixed memory), per backbone layer its pre-activation, activation, dropout
+    mask and next input ``[y·mask ; 1]``, then the update's tape.
+
+    ``z [·,B,I+1+H]`` holds each step's first-layer input ``[x_t ; 1 ; h]``, ``state_in`` is
+    its ``h`` part: the previous state, which ``hs`` (a view of ``state_in`` shifted by one
+    step) puts there, or with mixed memory the LSTM's output, which the LSTM writes there.
+    """
     scale, slope = spec.activation_shape
-    steps, batch = x_proj.shape[0], x_proj.shape[1]
-    hs = x_proj.new_empty(steps, batch, w_rec_t.shape[0])
-    h = x_proj.new_zeros(batch, w_rec_t.shape[0])
+    steps, batch = dt.shape[0], dt.shape[1]
+    # Each layer's next input [y ; 1] for every step (one step's for inference): the column
+    # of ones is filled once.
+    n_slots = steps if keep else 1
+    inputs = [z.new_empty(n_slots, batch, w.shape[0]) for w in layers_t]
+    for buffer in inputs:
+        buffer[:, :, -1].fill_(1.0)
+    h = hs.new_zeros(batch, hs.shape[2])
     c = torch.zeros_like(h)
+    no_mask = h.new_empty(0)  # keeps the tape's layout where a layer has no dropout
     tape: list[Tensor] = []
     for t in range(steps):
         if lstm_rec_t is not None and lstm_proj is not None:
-            h, c, lstm_tape = lstm_step(lstm_proj[t].addmm_(h, lstm_rec_t), c, spec.forget_bias)
+            gates = lstm_proj[t].addmm_(h, lstm_rec_t)
+            c, lstm_tape = lstm_step(gates, c, spec.forget_bias, state_in[t])
             if keep:
-                tape.append(h)
                 tape.extend(lstm_tape)
-        q = x_proj[t].addmm_(h, w_rec_t)
+        q = torch.mm(z[t], w_first_t)
         for k in range(len(layers_t)):
+            y_in = inputs[k][t if keep else 0]
             units = q.shape[1]
-            y_in = q.new_empty(batch, units + 1)
-            y_in[:, units].fill_(1.0)
             if spec.dropout > 0 and (k > 0 or spec.dropout_first_layer):
                 # After the second and later layers (as ncps; the same random draws), and
                 # after the first one too with dropout_first_layer.
@@ -412,7 +437,7 @@ def forward_loop(
                 torch.mul(y, mask, out=y_in[:, :units])
             else:
                 y = activate(spec.activation, scale, slope, q, y_in[:, :units])
-                mask = y_in[:, units:]  # no mask; a view keeps the tape's layout
+                mask = no_mask
             if keep:
                 tape.extend([q, y, mask, y_in])
             q = torch.mm(y_in, layers_t[k])
@@ -420,57 +445,72 @@ def forward_loop(
         if keep:
             tape.extend(update_tape)
         h = hs[t]
-    return hs, tape
+    return tape
 
 
 def backward_loop(
     spec: LoopSpec,
+    input_grad: bool,
     d_hs: Tensor,
+    picks: Tensor | None,
+    z: Tensor,
     hs: Tensor,
     dt: Tensor,
-    w_rec: Tensor,
+    w_first: Tensor,
+    n_in: int,
     weights: list[Tensor],
     A: Tensor | None,
     w_tau: Tensor | None,
     lstm_rec: Tensor | None,
     tape: list[Tensor],
 ) -> tuple[
-    Tensor, Tensor | None, Tensor, list[Tensor], Tensor | None, Tensor | None, Tensor | None
+    Tensor,
+    Tensor | None,
+    Tensor | None,
+    list[Tensor],
+    Tensor | None,
+    Tensor | None,
+    Tensor | None,
 ]:
-    """Backpropagation through time from ``d_hs [T,B,H]``. ``weights``: each backbone layer's
-    after the first and the heads', ``[out, in]``. Returns the first layer's pre-activation
-    gradients ``[T,B,·]``, the LSTM gates' (or None), and the weight gradients as products
-    give them, ``[in, out]`` (bias in the last row of each of ``weights``'): the state's share
-    of the first layer, ``weights``, ``A``, ``w_tau`` and the LSTM's recurrent matrix."""
+    """Backpropagation through time from the states' gradient ``d_hs [T,B,H]``, or with
+    ``picks`` (``[T,B,1]``, one where step t is sample b's output) from the outputs' ``[B,H]``.
+    ``w_first`` is the first layer's ``[out, I+1+H]`` (as ``z``), ``weights`` each later
+    backbone layer's and the heads' ``[out, in]``. Returns the weight gradients as the
+    products give them, ``[in, out]``, with the bias in the row of the ones column: the first
+    layer's, then (with ``input_grad``) the inputs' ``[T,B,I]``, the LSTM gates'
+    pre-activations ``[T,B,4H]``, ``weights``', ``A``'s, ``w_tau``'s and the LSTM's recurrent
+    matrix's."""
     scale, slope = spec.activation_shape
-    steps, batch, hidden = d_hs.shape[0], d_hs.shape[1], d_hs.shape[2]
+    steps, batch, hidden = hs.shape[0], hs.shape[1], hs.shape[2]
     n_layers = len(weights)
     mixed = lstm_rec is not None
-    stride = 7 * int(mixed) + 4 * n_layers + 2  # tape entries per step
-    g_rec = w_rec.new_zeros(hidden, w_rec.shape[0])
+    stride = 6 * int(mixed) + 4 * n_layers + 2  # tape entries per step
+    w_in, w_rec = w_first[:, :n_in], w_first[:, n_in + 1 :]
+    g_first = w_first.new_zeros(w_first.shape[1], w_first.shape[0])
     g_layers = [w.new_zeros(w.shape[1] + 1, w.shape[0]) for w in weights]
     g_A = None if A is None else torch.zeros_like(A)
     g_w_tau = None if w_tau is None else torch.zeros_like(w_tau)
-    d_x = d_hs.new_empty(steps, batch, w_rec.shape[0])
+    g_x = d_hs.new_empty(steps, batch, n_in) if input_grad else None
     d_lstm_x: Tensor | None = None
     g_lstm: Tensor | None = None
     if lstm_rec is not None:
         d_lstm_x = d_hs.new_empty(steps, batch, lstm_rec.shape[0])
         g_lstm = lstm_rec.new_zeros(hidden, lstm_rec.shape[0])
-    dh = torch.zeros_like(d_hs[0])
+    dh = hs.new_zeros(batch, hidden)
     dc = torch.zeros_like(dh)
     h0 = torch.zeros_like(dh)
-    d_heads = d_hs.new_empty(0)  # the heads' gradient is used up within a step: one buffer
-    if n_layers > 0:
-        d_heads = d_hs.new_empty(batch, weights[n_layers - 1].shape[0])
+    # Pre-activation gradients are used up within a step: one buffer per layer serves all.
+    d_first = d_hs.new_empty(batch, w_first.shape[0])
+    d_heads = d_first if n_layers == 0 else d_hs.new_empty(batch, weights[n_layers - 1].shape[0])
     for i in range(steps):
         t = steps - 1 - i
         base = t * stride
-        h_prev = hs[t - 1] if t > 0 else h0
-        h_in = tape[base] if mixed else h_prev  # the first layer's state input
-        layers_base = base + 7 * int(mixed)
+        layers_base = base + 6 * int(mixed)
         update_base = layers_base + 4 * n_layers
-        dh.add_(d_hs[t])
+        if picks is None:
+            dh.add_(d_hs[t])
+        else:
+            dh.addcmul_(d_hs, picks[t])
         dq, d_A, d_w_tau = update_step_grad(
             spec.mode,
             spec.head_shape[0],
@@ -479,7 +519,7 @@ def backward_loop(
             dt[t],
             A,
             w_tau,
-            d_x[t] if n_layers == 0 else d_heads,
+            d_heads,
         )
         if g_A is not None and g_w_tau is not None and d_A is not None and d_w_tau is not None:
             g_A.add_(d_A)
@@ -490,18 +530,20 @@ def backward_loop(
             dz = torch.mm(dq, weights[k])
             if spec.dropout > 0 and (k > 0 or spec.dropout_first_layer):
                 dz.mul_(mask)
-            slot = d_x[t] if k == 0 else torch.empty_like(a)
+            slot = d_first if k == 0 else torch.empty_like(a)
             dq = activation_grad(spec.activation, scale, slope, dz, a, y, slot)
-        # dq, the first layer's pre-activation gradient, is d_x[t]
-        g_rec.addmm_(h_in.t(), dq)
+        g_first.addmm_(z[t].t(), dq)
+        if g_x is not None:
+            torch.mm(dq, w_in, out=g_x[t])
         if mixed or t > 0:  # the initial state is zero: nothing flows into it
             dh = torch.mm(dq, w_rec)
         if lstm_rec is not None and d_lstm_x is not None and g_lstm is not None:
-            d_gates, dc = lstm_step_grad(dh, dc, tape[base + 1 : base + 7], d_lstm_x[t])
+            d_gates, dc = lstm_step_grad(dh, dc, tape[base : base + 6], d_lstm_x[t])
+            h_prev = hs[t - 1] if t > 0 else h0
             g_lstm.addmm_(h_prev.t(), d_gates)
             if t > 0:
                 dh = torch.mm(d_gates, lstm_rec)
-    return d_x, d_lstm_x, g_rec, g_layers, g_A, g_w_tau, g_lstm
+    return g_first, g_x, d_lstm_x, g_layers, g_A, g_w_tau, g_lstm
 
 
 @functools.cache
@@ -532,6 +574,7 @@ class Recurrence(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx,
         spec: LoopSpec,
         keep: bool,
+        last: Tensor | None,
         xs: Tensor,
         dt: Tensor,
         first_w: Tensor,
@@ -543,10 +586,11 @@ class Recurrence(torch.autograd.Function):
         lstm_in_w: Tensor | None,
         lstm_in_b: Tensor | None,
         lstm_rec: Tensor | None,
-        *hidden: Tensor,
+        *hidden_wb: Tensor,
     ) -> Tensor:
-        n_in = xs.shape[2]
-        xs1 = torch.cat([xs, xs.new_ones(*xs.shape[:2], 1)], dim=2)
+        steps, batch, n_in = xs.shape
+        hidden = (heads_w if heads_w is not None else first_w).shape[0]
+        hidden = hidden if spec.mode == CfCMode.pure.value else hidden // 4
         # The heads' rows of f1, f2 times 2b (see update_step); undone on their gradients.
         head_rows = None
         if spec.mode != CfCMode.pure.value:
@@ -557,63 +601,90 @@ class Recurrence(torch.autograd.Function):
                 first_w, first_b = first_w * head_rows, first_b * head_rows[:, 0]
             else:
                 heads_w, heads_b = heads_w * head_rows, heads_b * head_rows[:, 0]
-        weights = [*hidden[0::2], heads_w] if heads_w is not None else []
-        biases = [*hidden[1::2], heads_b] if heads_w is not None else []
-        w_in, w_rec = first_w[:, :n_in], first_w[:, n_in:]
-        lstm_proj = None if lstm_in_w is None else xs1 @ with_bias(lstm_in_w, lstm_in_b).t()
+        weights = [*hidden_wb[0::2], heads_w] if heads_w is not None else []
+        biases = [*hidden_wb[1::2], heads_b] if heads_w is not None else []
+        # Every step's first-layer input [x_t ; 1 ; h], the state written by the loop; without
+        # mixed memory one more step's holds the last state, and the states are a view.
+        mixed = lstm_rec is not None
+        z = xs.new_empty(steps + (0 if mixed else 1), batch, n_in + 1 + hidden)
+        z[:steps, :, :n_in] = xs
+        z[:, :, n_in] = 1.0
+        state_in = z[:, :, n_in + 1 :]
+        if mixed:
+            hs = xs.new_empty(steps, batch, hidden)
+        else:
+            state_in[0] = 0.0
+            hs = state_in[1:]
+        w_first = torch.cat([first_w[:, :n_in], first_b.unsqueeze(1), first_w[:, n_in:]], dim=1)
+        lstm_proj = lstm_rec_t = None
+        if mixed:
+            lstm_proj = z[:, :, : n_in + 1] @ with_bias(lstm_in_w, lstm_in_b).t()
+            lstm_rec_t = lstm_rec.t()
         loop = scripted(forward_loop) if spec.script else forward_loop
-        hs, tape = loop(
+        tape = loop(
             spec,
             keep,
-            xs1 @ with_bias(w_in, first_b).t(),
-            lstm_proj,
+            z,
+            state_in,
+            hs,
             dt,
-            w_rec.t(),
+            w_first.t(),
             [with_bias(w, b).t().contiguous() for w, b in zip(weights, biases, strict=True)],
             A,
             w_tau,
-            None if lstm_rec is None else lstm_rec.t(),
+            lstm_proj,
+            lstm_rec_t,
         )
         if keep:
             ctx.spec, ctx.n_weights = spec, len(weights)
             ctx.save_for_backward(
-                xs1, dt, w_in, w_rec, head_rows, A, w_tau, lstm_in_w, lstm_rec, hs, *weights, *tape
+                z, hs, last, dt, w_first, head_rows, A, w_tau, lstm_in_w, lstm_rec, *weights, *tape
             )
-        return hs
+        return hs if last is None else hs[last, torch.arange(batch, device=last.device)]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: torch.autograd.function.FunctionCtx, d_hs: Tensor) -> tuple:
-        xs1, dt, w_in, w_rec, head_rows, A, w_tau, lstm_in_w, lstm_rec, hs, *rest = (
+        z, hs, last, dt, w_first, head_rows, A, w_tau, lstm_in_w, lstm_rec, *rest = (
             ctx.saved_tensors
         )
         spec, n_weights = ctx.spec, ctx.n_weights
         weights, tape = list(rest[:n_weights]), list(rest[n_weights:])
+        n_in = z.shape[2] - 1 - hs.shape[2]
         loop = scripted(backward_loop) if spec.script else backward_loop
-        d_x, d_lstm_x, g_rec, g_layers, g_A, g_w_tau, g_lstm = loop(
-            spec, d_hs.contiguous(), hs, dt, w_rec, weights, A, w_tau, lstm_rec, tape
+        g_first, g_xs, d_lstm_x, g_layers, g_A, g_w_tau, g_lstm = loop(
+            spec,
+            ctx.needs_input_grad[3],
+            d_hs,
+            None if last is None else F.one_hot(last, dt.shape[0]).t().unsqueeze(-1).to(dt.dtype),
+            z,
+            hs,
+            dt,
+            w_first,
+            n_in,
+            weights,
+            A,
+            w_tau,
+            lstm_rec,
+            tape,
         )
-        n_in = w_in.shape[1]
-        inputs = xs1.flatten(0, 1)
-        # The inputs' shares (bias included, from the ones column): one product over all steps.
-        g_first = d_x.flatten(0, 1).t() @ inputs
-        g_first_w = torch.cat([g_first[:, :n_in], g_rec.t()], dim=1)
-        g_first_b = g_first[:, n_in]
+        g_first_w = torch.cat([g_first[:n_in], g_first[n_in + 1 :]]).t()
+        g_first_b = g_first[n_in]
         g_hidden = [g for layer in g_layers for g in (layer[:-1].t(), layer[-1])]
         if head_rows is not None and n_weights:
             g_hidden[-2:] = [g_hidden[-2] * head_rows, g_hidden[-1] * head_rows[:, 0]]
         elif head_rows is not None:
             g_first_w, g_first_b = g_first_w * head_rows, g_first_b * head_rows[:, 0]
-        g_xs = g_lstm_in_w = g_lstm_in_b = None
-        if ctx.needs_input_grad[2]:
-            g_xs = d_x @ w_in
+        g_lstm_in_w = g_lstm_in_b = None
         if d_lstm_x is not None:
-            g_lstm_in = d_lstm_x.flatten(0, 1).t() @ inputs
+            # The LSTM's input map (bias from the ones column): one product over all steps.
+            g_lstm_in = d_lstm_x.flatten(0, 1).t() @ z[:, :, : n_in + 1].flatten(0, 1)
             g_lstm_in_w, g_lstm_in_b = g_lstm_in[:, :n_in], g_lstm_in[:, n_in]
             if g_xs is not None:
                 g_xs = g_xs + d_lstm_x @ lstm_in_w
         g_heads = g_hidden[-2:] if n_weights else [None, None]
         return (
+            None,
             None,
             None,
             g_xs,

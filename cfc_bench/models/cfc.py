@@ -18,17 +18,17 @@ size never broadcasts time across units.
 Speed (CPU, ``make bench``): the time loop is one autograd node, :class:`Recurrence`, with
 the backward pass through time written out; step-by-step autograd records ~15 nodes and
 their saved tensors per step, which on CPU cost about as much as the matrix products. The
-loop itself runs under TorchScript (``script``), which takes the Python interpreter out of
-the per-step work. The inputs' share of the first layer (and of the LSTM) is applied to all
-steps at once before the loop, and each step adds the state's share in place. Biases ride in
-the matrix products (a column of ones on each layer's input), so no step copies a bias into a
-product's output, and the heads' matrix carries the ``2b`` of ``a·tanh(b·f) = a·(2σ(2b·f) − 1)``
-(torch's CPU tanh is about 6× slower than its sigmoid). Weight gradients accumulate in place
-step by step, while a step's operands are still in cache: one product over all ``T·B`` rows
-after the loop, from ``[T,B,·]`` buffers, made the training step slower at the sizes of
-``make bench``'s (a) and (b) in a one-off comparison of the two versions (not kept in the
-repository). The gradients are checked against finite differences (tests/test_cfc_grad.py)
-and against autograd through ncps (tests/test_parity_ncps.py).
+loop runs under TorchScript (``script``), which takes the Python interpreter out of the
+per-step work. Each step's first layer is one product with ``[x_t ; 1 ; h]``, read from a
+buffer into which the previous step wrote its state; every layer's input carries that
+column of ones, so biases ride in the products and no step adds or copies one. The heads'
+matrix carries the ``2b`` of ``a·tanh(b·f) = a·(2σ(2b·f) − 1)`` (torch's CPU tanh is about
+6× slower than its sigmoid). Weight gradients accumulate in place step by step, while a
+step's operands are still in cache; pre-activation gradients go to one buffer per layer,
+used up within the step. Outputs at the last valid step are picked inside the loop
+(``last_states``), so the backward pass gets their gradient, not a ``[T,B,H]`` one of
+zeros. The gradients are checked against finite differences (tests/test_cfc_grad.py) and
+against autograd through ncps (tests/test_parity_ncps.py).
 """
 
 from __future__ import annotations
@@ -485,7 +485,8 @@ def backward_loop(
     n_layers = len(weights)
     mixed = lstm_rec is not None
     stride = 6 * int(mixed) + 4 * n_layers + 2  # tape entries per step
-    w_in, w_rec = w_first[:, :n_in], w_first[:, n_in + 1 :]
+    # Contiguous copies: products with column slices of w_first measured slower.
+    w_in, w_rec = w_first[:, :n_in].contiguous(), w_first[:, n_in + 1 :].contiguous()
     g_first = w_first.new_zeros(w_first.shape[1], w_first.shape[0])
     g_layers = [w.new_zeros(w.shape[1] + 1, w.shape[0]) for w in weights]
     g_A = None if A is None else torch.zeros_like(A)

@@ -217,7 +217,7 @@ class CfC(SequenceModel):
             spec,
             torch.is_grad_enabled(),
             last,
-            x.transpose(0, 1),  # time-major, so that each step's slice is contiguous
+            x.transpose(0, 1),  # time-major, as the loop's per-step buffer
             dt.to(x.dtype).t().unsqueeze(-1),
             first.weight,
             first.bias,
@@ -563,11 +563,12 @@ def with_bias(weight: Tensor, bias: Tensor) -> Tensor:
 class Recurrence(torch.autograd.Function):
     """The CfC time loop as one autograd node, with backpropagation through time by hand.
 
-    Inputs: the loop's :class:`LoopSpec`, ``keep`` (False for inference: no tape), ``xs
-    [T,B,I]`` (time-major), ``dt [T,B,1]``, then the parameters: the first layer's weight
-    and bias (the heads' when there is no backbone), the heads' (or None), ``A, w_tau``
-    (Cf-S), the LSTM's input map and recurrent matrix (mixed memory), and weight and bias of
-    every backbone layer after the first. Returns ``h [T,B,H]``.
+    Inputs: the loop's :class:`LoopSpec`, ``keep`` (False for inference: no tape), ``last``
+    (None, or ``[B]``: the step whose state each sample returns), ``xs [T,B,I]`` (time-major),
+    ``dt [T,B,1]``, then the parameters: the first layer's weight and bias (the heads' when
+    there is no backbone), the heads' (or None), ``A, w_tau`` (Cf-S), the LSTM's input map and
+    recurrent matrix (mixed memory), and weight and bias of every backbone layer after the
+    first. Returns ``h [T,B,H]``, or with ``last`` ``[B,H]``.
     """
 
     @staticmethod
@@ -590,8 +591,7 @@ class Recurrence(torch.autograd.Function):
         *hidden_wb: Tensor,
     ) -> Tensor:
         steps, batch, n_in = xs.shape
-        hidden = (heads_w if heads_w is not None else first_w).shape[0]
-        hidden = hidden if spec.mode == CfCMode.pure.value else hidden // 4
+        hidden = first_w.shape[1] - n_in  # the first layer reads [x_t ; h]
         # The heads' rows of f1, f2 times 2b (see update_step); undone on their gradients.
         head_rows = None
         if spec.mode != CfCMode.pure.value:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-slow lint tables clean
+.PHONY: install demo test test-slow gpu-check lint tables clean
 
 $(BIN)/cfc-bench: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
+
+# On a machine with CUDA (torch's CUDA build in .venv): the tests marked gpu, then the benchmark
+# there (results/bench/*_cuda.csv).
+gpu-check: install
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else \
+		'make gpu-check: torch sees no CUDA device here; install its CUDA build into .venv')"
+	$(BIN)/pytest -q -m gpu -rs
+	$(MAKE) bench BENCH_DEVICE=cuda
 
 lint: install
 	$(BIN)/ruff check cfc_bench tests data_scripts

@@ -12,9 +12,9 @@ MODELS = config_names("model")
 B, T, N_IN, N_OUT = 4, 9, 6, 3
 
 
-def build(name: str, values_with_mask: bool = False):
+def build(name: str, values_with_mask: bool = False, *overrides: str):
     torch.manual_seed(0)
-    cfg = compose([f"model={name}", "model.hidden=8"]).model
+    cfg = compose([f"model={name}", "model.hidden=8", *overrides]).model
     model = cfg.build(SequenceIO(N_IN, N_OUT, values_with_mask)).double().eval()
     return model
 

@@ -30,21 +30,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "train":
-        from cfc_bench.train import hydra_main
+        from cfc_bench.run.app import hydra_main
 
         sys.argv = ["cfc-bench train", *rest]
         hydra_main()
         return 0
     if command == "tables":
-        from cfc_bench.tables import main as tables_main
+        from cfc_bench.report.tables import main as tables_main
 
         return tables_main(rest)
     if command == "data":
-        from cfc_bench.data import main as data_main
+        from cfc_bench.data.store import main as data_main
 
         return data_main(rest)
     if command == "bench":
-        from cfc_bench.bench import main as bench_main
+        from cfc_bench.bench.cli import main as bench_main
 
         return bench_main(rest)
     print(f"cfc-bench: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)

@@ -63,7 +63,7 @@ class TrainerConfig:
     select: Select = Select.best_val  # weights evaluated on test (a task's protocol may override)
     threads: int | None = None  # torch intra-op threads; None = torch's default
     # Keep freed memory in the process (glibc's malloc) so that steps reuse it without page
-    # faults (cfc_bench/cpu_runtime.py); False leaves glibc's adaptive thresholds.
+    # faults (cfc_bench/bench/cpu_runtime.py); False leaves glibc's adaptive thresholds.
     retain_freed_memory: bool = True
     flush_denormal: bool = True  # CPU: subnormal floats (below 1.2e-38) become zero, faster
     progress: bool = True  # tqdm bar (only when the output is a terminal)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_parity_ncps import copy_into_ncps  # tests/ is on the path (pytest's rootdir mode)
 
-from cfc_bench.bench import (
+from cfc_bench.bench.cli import (
     COLUMNS,
     LiveTensorBytes,
     NcpsSequence,
@@ -25,8 +25,8 @@ from cfc_bench.bench import (
     plot_sweep,
     timed,
 )
+from cfc_bench.bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.config import compose, config_names
-from cfc_bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
 
@@ -206,7 +206,7 @@ def test_a_model_over_budget_is_timed_once(tmp_path: Path) -> None:
 
 
 def test_a_failing_model_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cfc_bench.bench as bench
+    import cfc_bench.bench.cli as bench
 
     def train_step(entry, batch):  # e.g. out of memory, for the LSTM only
         if entry.spec.label == "lstm":

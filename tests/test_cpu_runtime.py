@@ -1,4 +1,4 @@
-"""cfc_bench/cpu_runtime.py: glibc keeps freed memory, so training steps stop page-faulting;
+"""cfc_bench/bench/cpu_runtime.py: glibc keeps freed memory, so training steps stop page-faulting;
 subnormal floats are flushed to zero on every thread of the pool.
 
 The page faults are counted, not timed: `make bench`'s ``train_faults`` column, read from
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cfc_bench.cpu_runtime import allocator_name, retain_freed_memory
+from cfc_bench.bench.cpu_runtime import allocator_name, retain_freed_memory
 
 glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -35,7 +35,7 @@ def bench_faults(out: Path, retain: bool) -> dict[str, str]:
     args = [*SETTING_B, "--models", "cfc", "--threads", "2", "--warmup", "3", "--repeats", "8"]
     args.append(flag)
     args += ["--no-matmul-floor", "--no-memory", "--out", str(out), "--tag", tag]
-    code = "import sys; from cfc_bench.bench import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from cfc_bench.bench.cli import main; sys.exit(main(sys.argv[1:]))"
     subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True)
     with open(out / f"{tag}.csv", newline="") as f:
         (row,) = csv.DictReader(f)
@@ -55,7 +55,7 @@ def test_retained_memory_leaves_a_cfc_training_step_without_page_faults(tmp_path
 
 FLUSH_CHECK = """
 import sys, torch
-from cfc_bench.cpu_runtime import flush_denormal
+from cfc_bench.bench.cpu_runtime import flush_denormal
 flushed = flush_denormal(sys.argv[1] == "on")
 torch.set_num_threads(2)
 tiny = torch.full((1 << 20,), 1e-39)  # subnormal; split between both threads

@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 import torch
 
-from cfc_bench import data as data_module
-from cfc_bench import download
-from cfc_bench.data import (
-    DataError,
+from cfc_bench.data import download
+from cfc_bench.data import store as data_module
+from cfc_bench.data.datasets import DATASETS, MNIST_MD5, TASK_DATASETS, Dataset, Source
+from cfc_bench.data.download import Digest, extract, fetch
+from cfc_bench.data.store import (
     cache_key,
     cached,
     dataset_dir,
@@ -37,8 +38,7 @@ from cfc_bench.data import (
     read_manifest,
     verify,
 )
-from cfc_bench.datasets import DATASETS, MNIST_MD5, TASK_DATASETS, Dataset, Source
-from cfc_bench.download import Digest, extract, fetch
+from cfc_bench.errors import DataError
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.xor import XORConfig
 

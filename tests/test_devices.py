@@ -24,8 +24,9 @@ import torch
 from test_models_common import MODELS, N_OUT, B, T, build, inputs  # tests/ is on the path
 from test_training import run
 
-from cfc_bench.bench import main as bench_main
-from cfc_bench.trainer import ConfigError, resolve_device
+from cfc_bench.bench.cli import main as bench_main
+from cfc_bench.errors import ConfigError
+from cfc_bench.run.trainer import resolve_device
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),

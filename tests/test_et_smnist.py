@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cfc_bench.data import DataError
+from cfc_bench.errors import DataError
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.et_smnist import (
     TEST_FILES,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runs import TINY, cli, offline_runs, read_json, table_row
 
-from cfc_bench.callbacks import finished, summarise
+from cfc_bench.run.callbacks import finished, summarise
 
 # Epoch 1 trains normally; then the learning rate is multiplied by 1e40 (to 1e37), and the
 # weights overflow within a few steps of epoch 2 (4 steps of 32 sequences per epoch).

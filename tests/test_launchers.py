@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from runs import TIMEOUT, TINY, cli, environment, read_json, start, table_row
 
-from cfc_bench.train import available_cores, launcher_threads
+from cfc_bench.run.app import available_cores, launcher_threads
 
 JOBS = ["0_xor_cfc_seed0", "1_xor_lstm_seed0"]
 

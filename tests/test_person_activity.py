@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cfc_bench.config import compose
-from cfc_bench.data import DataError
-from cfc_bench.tasks.base import IGNORE, DataConfig
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import IGNORE
+from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.person_activity import (
     CLASSES,
     FILE,

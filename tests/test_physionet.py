@@ -12,9 +12,10 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from cfc_bench.config import compose
-from cfc_bench.data import DataError
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.tasks import physionet
-from cfc_bench.tasks.base import DataConfig, Metric, Protocol
+from cfc_bench.tasks.base import DataConfig, Protocol
 from cfc_bench.tasks.physionet import (
     FEATURES,
     PhysioNetConfig,
@@ -186,7 +187,7 @@ def test_default_ranges_use_training_records_only(tiny: Path) -> None:
     task = PhysioNetConfig(protocol=Protocol.default).build(DataConfig())
     assert [len(task.splits[k]) for k in ("train", "val", "test")] == [3, 1, 1]
     assert task.io.input_size == 82 and task.io.values_with_mask and task.io.output_size == 2
-    assert task.metric is Metric.auc and not task.per_step
+    assert task.metric is AUC and task.extra_metrics == (AUPRC,) and not task.per_step
 
 
 def test_max_of_zero_is_replaced_by_one(tiny: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cfc_bench.probe import probe_ms
+from cfc_bench.bench.probe import probe_ms
 
 
 def test_probe_times_the_workload_without_touching_the_global_random_stream() -> None:

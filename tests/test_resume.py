@@ -13,9 +13,10 @@ import pytest
 import torch
 from runs import SLOW_EPOCHS, TIMEOUT, cli, read_json, start, wait_into_epoch
 
-from cfc_bench import trainer
 from cfc_bench.config import compose
-from cfc_bench.trainer import OutputConflict, config_changes, exclusive, train
+from cfc_bench.errors import OutputConflict
+from cfc_bench.run import trainer
+from cfc_bench.run.trainer import config_changes, exclusive, train
 
 LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[[\w.]+\]\[[A-Z]+\] - ")
 
@@ -188,7 +189,7 @@ def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit_nor_machine
 
 def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:
     version = trainer.code_version()
-    repo = Path(trainer.__file__).resolve().parents[1]
+    repo = Path(trainer.__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         assert version is None  # an installed package names no commit
         return

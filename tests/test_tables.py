@@ -12,7 +12,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from cfc_bench.config import compose
-from cfc_bench.tables import agreement, budget, compose_presets, load_reported, main, speed_claim
+from cfc_bench.report.tables import (
+    agreement,
+    budget,
+    compose_presets,
+    load_reported,
+    main,
+    speed_claim,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -273,8 +280,8 @@ def test_figures_written(runs: Path, reported: Path, tmp_path: Path) -> None:
 def test_scaling_figures_of_bench_sweeps(
     runs: Path, reported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Sweep CSVs are drawn by cfc_bench.bench.plot_sweep; single-size and broken ones are not."""
-    from cfc_bench import bench
+    """Sweep CSVs are drawn by cfc_bench.bench.cli.plot_sweep; single-size and broken ones are not."""
+    from cfc_bench.bench import cli as bench
 
     def plot_sweep(csv_path: Path, out_dir: Path) -> Path:
         kind = Path(csv_path).stem

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cfc_bench.config import compose
-from cfc_bench.trainer import make_optimizer, train
+from cfc_bench.run.trainer import make_optimizer, train
 
 # 256 training sequences seen 30 times: small enough for seconds, long enough to fit them.
 SMALL = [
@@ -191,3 +191,19 @@ def test_rmsprop_of_the_tensorflow_presets_takes_keras_first_step() -> None:
         assert torch.allclose(weight.detach(), expected, rtol=1e-6)
     # Keras' first step is sqrt(10)× smaller than torch's default: 3.2·lr against 10·lr.
     assert math.isclose(-expected[0].item() / torch_preset.trainer.lr, 10.0, rel_tol=1e-5)
+
+
+def test_test_outputs_recorded_recompute_the_metric(cfc_run: tuple[dict, Path]) -> None:
+    """test_outputs.npz holds what a metric declared later needs: scoring it again gives the
+    recorded test metric."""
+    import numpy as np
+
+    from cfc_bench.metrics import ACCURACY, AUC
+
+    metrics, folder = cfc_run
+    arrays = np.load(folder / "test_outputs.npz")
+    out, y, mask = (torch.from_numpy(arrays[k]) for k in ("out", "y", "mask"))
+    assert out.shape == (256, 2) and y.shape == (256,) and mask.shape[0] == 256
+    assert ACCURACY.score(out, y, mask) == pytest.approx(metrics["test/accuracy"], abs=1e-12)
+    assert 0.0 <= AUC.score(out, y, mask) <= 1.0
+    assert metrics["extra_metrics"] == []

@@ -9,7 +9,7 @@ import pytest
 from runs import SLOW_EPOCHS, TIMEOUT, cli, offline_runs, read_json, start, wait_into_epoch
 
 from cfc_bench.config import compose
-from cfc_bench.loggers import WandbLogger
+from cfc_bench.run.loggers import WandbLogger
 
 
 def test_sweep_job_stopped_by_sigterm_resumes_and_continues_its_wandb_run(tmp_path: Path) -> None:

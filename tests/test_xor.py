@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cfc_bench.tasks.base import IGNORE, DataConfig, Metric, SequenceData, Task
+from cfc_bench.metrics import ACCURACY, AUC, IGNORE
+from cfc_bench.tasks.base import DataConfig, SequenceData, Task
 from cfc_bench.tasks.xor import (
     PAD,
     TEST_SEED,
@@ -106,7 +107,7 @@ def test_one_logit_readout_is_the_two_logit_one_with_the_first_logit_at_zero() -
         torch.zeros(n, steps, 1), torch.ones(n, steps), torch.ones(n, steps, dtype=torch.bool), y
     )
     two = torch.cat([torch.zeros_like(z), z], dim=-1)
-    for metric in (Metric.accuracy, Metric.auc):
+    for metric in (ACCURACY, AUC):
         task = Task("t", None, per_step=True, metric=metric, splits={})
         for weights in (None, torch.tensor([1.0, 7.5], dtype=torch.float64)):
             torch.testing.assert_close(task.loss(z, data, weights), task.loss(two, data, weights))
@@ -117,3 +118,24 @@ def test_sigmoid_readout_has_one_output() -> None:
     for readout, outputs in ((Readout.softmax, 2), (Readout.sigmoid, 1)):
         cfg = XORConfig(train_samples=50, test_samples=20, readout=readout)
         assert cfg.build(DataConfig()).io.output_size == outputs
+
+
+def test_metric_registry_scores_match_sklearn_and_declare_direction() -> None:
+    """Each registered metric scores a split as its definition says (analytic cases)."""
+    from cfc_bench.metrics import AUPRC, METRICS, MSE, lookup
+
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])  # P(1) ordered 0.88, 0.27, 0.62, 0.05
+    y = torch.tensor([1, 0, 0, 1])
+    mask = torch.ones(4, 1, dtype=torch.bool)
+    assert ACCURACY.score(logits, y, mask) == pytest.approx(0.5)
+    # ranks: positives at 1st and 4th of 4 -> AUC = (2 + 0) / 4; AP = (1/1 + 2/4) / 2
+    assert AUC.score(logits, y, mask) == pytest.approx(0.5)
+    assert AUPRC.score(logits, y, mask) == pytest.approx(0.75)
+    out, target = torch.zeros(2, 3, 1), torch.ones(2, 3, 1)
+    steps = torch.tensor([[True, True, False], [True, False, False]])
+    assert MSE.score(out, target, steps) == pytest.approx(1.0)
+    assert MSE.better(0.5, 1.0) and not MSE.better(2.0, 1.0) and AUC.better(0.9, 0.8)
+    assert lookup("auprc") is AUPRC and set(METRICS) >= {"accuracy", "auc", "auprc", "mse"}
+    assert ACCURACY.header == "accuracy (%)" and AUC.header == "ROC AUC"
+    with pytest.raises(KeyError, match="unknown metric 'nope'"):
+        lookup("nope")

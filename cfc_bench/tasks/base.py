@@ -2,8 +2,8 @@
 
 A task turns its config into a :class:`Task`: in-memory splits of ``(x, dt, mask, y)``
 tensors, the :class:`SequenceIO` a model is built for, whether targets are per step,
-and its metric. Loss and metric are defined here once, from those facts, so the trainer
-needs no task-specific branches.
+and its metrics (declared once in :mod:`cfc_bench.metrics`, with their losses), so the
+trainer needs no task-specific branches.
 """
 
 from __future__ import annotations
@@ -11,15 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import MISSING
-from sklearn.metrics import roc_auc_score
 
+from cfc_bench.metrics import Metric
 from cfc_bench.models.base import SequenceIO
-
-IGNORE = -1  # per-step class label of unlabelled or padded steps
 
 
 class Protocol(Enum):
@@ -30,16 +26,6 @@ class Protocol(Enum):
 class Select(Enum):
     best_val = "best_val"  # restore the weights of the best validation epoch before testing
     last = "last"  # test the last epoch's weights
-
-
-class Metric(Enum):
-    accuracy = "accuracy"
-    auc = "auc"
-    mse = "mse"
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self is not Metric.mse
 
 
 @dataclass
@@ -97,51 +83,29 @@ class Task:
     name: str
     io: SequenceIO
     per_step: bool  # targets at every step (True) or at the last valid step (False)
-    metric: Metric
+    metric: Metric  # the one models are compared and selected on
     splits: dict[str, SequenceData]  # "train", "test" and optionally "val"
     select: Select | None = None  # a protocol's own choice of evaluated weights, else the trainer's
     notes: dict[str, str] = field(default_factory=dict)  # protocol facts recorded with results
+    extra_metrics: tuple[Metric, ...] = ()  # recorded beside the metric (PhysioNet: AUPRC)
 
     def loss(
         self, out: torch.Tensor, batch: SequenceData, class_weights: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.metric is Metric.mse:
-            err = (out - batch.y).pow(2).mean(dim=-1)
-            valid = batch.mask.to(err.dtype)
-            return (err * valid).sum() / valid.sum().clamp_min(1)
-        logits = out.reshape(-1, out.shape[-1])
-        if logits.shape[-1] == 1:  # one logit: binary cross-entropy, weighted as below
-            y = batch.y.reshape(-1)
-            labelled = y != IGNORE
-            logit, y = logits[labelled, 0], y[labelled]
-            w = class_weights[y] if class_weights is not None else torch.ones_like(logit)
-            bce = F.binary_cross_entropy_with_logits(logit, y.to(logit.dtype), reduction="none")
-            return (w * bce).sum() / w.sum()
-        return F.cross_entropy(
-            logits, batch.y.reshape(-1), weight=class_weights, ignore_index=IGNORE
-        )
+        """The training loss of the task's metric (:mod:`cfc_bench.metrics`)."""
+        return self.metric.loss(out, batch.y, batch.mask, class_weights)
+
+    def scores(self, out: torch.Tensor, data: SequenceData) -> dict[str, float]:
+        """Every recorded metric over a whole split, from the model outputs for all of it."""
+        return {m.name: m.score(out, data.y, data.mask) for m in self.recorded_metrics}
 
     def score(self, out: torch.Tensor, data: SequenceData) -> float:
-        """The task's metric over a whole split, from the model outputs for all of it."""
-        if self.metric is Metric.mse:
-            valid = data.mask.to(out.dtype)
-            err = (out - data.y).pow(2).mean(dim=-1)
-            return float((err * valid).sum() / valid.sum().clamp_min(1))
-        y = data.y.reshape(-1)
-        logits = out.reshape(-1, out.shape[-1])[y != IGNORE]
-        y = y[y != IGNORE]
-        one_logit = logits.shape[-1] == 1  # P(class 1) = sigmoid(logit)
-        if self.metric is Metric.accuracy:
-            predicted = (logits[:, 0] > 0).long() if one_logit else logits.argmax(-1)
-            return float((predicted == y).double().mean())
-        if one_logit:
-            probs = torch.sigmoid(logits[:, 0].double()).cpu().numpy()
-        else:
-            probs = torch.softmax(logits.double(), dim=-1)[:, 1].cpu().numpy()
-        labels = y.cpu().numpy()
-        if len(np.unique(labels)) < 2:
-            return float("nan")  # ROC AUC is undefined with a single class present
-        return float(roc_auc_score(labels, probs))
+        """The task's metric over a whole split."""
+        return self.metric.score(out, data.y, data.mask)
+
+    @property
+    def recorded_metrics(self) -> tuple[Metric, ...]:
+        return (self.metric, *self.extra_metrics)
 
     def limit_train(self, limit: int | None) -> None:
         """Keep the first ``limit`` training sequences: a reduced budget, recorded in results."""

@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cfc_bench.data import DataError, cached, dataset_dir
+from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.tasks.base import DataConfig, Metric, Protocol, SequenceData, Task, TaskConfig
+from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -98,7 +100,7 @@ class ETSMNISTConfig(TaskConfig):
             "et_smnist",
             SequenceIO(1, CLASSES),
             per_step=False,
-            metric=Metric.accuracy,
+            metric=ACCURACY,
             splits=splits,
             notes=notes,
         )

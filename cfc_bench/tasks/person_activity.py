@@ -53,17 +53,11 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from cfc_bench.data import DataError, cached, dataset_dir
+from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import ACCURACY, IGNORE
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.tasks.base import (
-    IGNORE,
-    DataConfig,
-    Metric,
-    Protocol,
-    SequenceData,
-    Task,
-    TaskConfig,
-)
+from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 FILE = "ConfLongDemo_JSI.txt"
 COLUMNS = ("sequence", "tag", "ticks", "date", "x", "y", "z", "activity")
@@ -147,7 +141,7 @@ class PersonActivityConfig(TaskConfig):
             "person_activity",
             io,
             per_step=True,
-            metric=Metric.accuracy,
+            metric=ACCURACY,
             splits=splits,
             notes=notes,
         )

@@ -99,9 +99,11 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from cfc_bench.data import DataError, cached, dataset_dir
+from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.tasks.base import DataConfig, Metric, Protocol, SequenceData, Task, TaskConfig
+from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +160,8 @@ class PhysioNetConfig(TaskConfig):
             "physionet",
             SequenceIO(2 * N_FEATURES, 2, values_with_mask=True),
             per_step=False,
-            metric=Metric.auc,
+            metric=AUC,
+            extra_metrics=(AUPRC,),  # the field reports AUROC and AUPRC together
             splits=splits,
             notes={
                 "records": f"{len(everyone)} from set-{'/'.join(self.set_names())}",

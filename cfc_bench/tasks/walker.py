@@ -29,17 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cfc_bench.data import DataError, dataset_dir
+from cfc_bench.data.store import dataset_dir
+from cfc_bench.errors import DataError
+from cfc_bench.metrics import MSE
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.tasks.base import (
-    DataConfig,
-    Metric,
-    Protocol,
-    Select,
-    SequenceData,
-    Task,
-    TaskConfig,
-)
+from cfc_bench.tasks.base import DataConfig, Protocol, Select, SequenceData, Task, TaskConfig
 
 FILES = tuple(f"rollout_{i:03d}.npy" for i in range(400))
 STATE_SIZE = 17
@@ -61,7 +55,7 @@ class WalkerConfig(TaskConfig):
             "walker",
             SequenceIO(STATE_SIZE, STATE_SIZE),
             per_step=True,
-            metric=Metric.mse,
+            metric=MSE,
             splits=make_splits(folder),
             select=Select.last if paper else None,
         )

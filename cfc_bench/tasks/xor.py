@@ -24,8 +24,9 @@ from enum import Enum
 import numpy as np
 import torch
 
+from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.tasks.base import DataConfig, Metric, SequenceData, Task, TaskConfig
+from cfc_bench.tasks.base import DataConfig, SequenceData, Task, TaskConfig
 
 PAD = 32
 MAX_BITS = PAD - 1
@@ -58,7 +59,7 @@ class XORConfig(TaskConfig):
         }
         outputs = 1 if Readout(self.readout) is Readout.sigmoid else 2
         io = SequenceIO(1, outputs)
-        task = Task("xor", io, per_step=False, metric=Metric.accuracy, splits=splits)
+        task = Task("xor", io, per_step=False, metric=ACCURACY, splits=splits)
         task.limit_train(self.train_limit)
         return task
 

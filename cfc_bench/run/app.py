@@ -3,7 +3,7 @@
 A single run stops with a short message on errors that are the user's to fix (bad
 settings, missing data, a diverging loss) and a traceback on anything else. In a multirun
 a failed job is recorded (failed.json, the log) and the other jobs go on; the summary at
-the end of the sweep (cfc_bench.callbacks) lists it and makes the command exit non-zero.
+the end of the sweep (cfc_bench.run.callbacks) lists it and makes the command exit non-zero.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cfc_bench.config import register_configs
-from cfc_bench.data import DataError
-from cfc_bench.trainer import ConfigError, OutputConflict, TrainingError, train
+from cfc_bench.errors import ConfigError, DataError, OutputConflict, TrainingError
+from cfc_bench.run.trainer import train
 
 log = logging.getLogger(__name__)
 

@@ -48,11 +48,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from cfc_bench import cpu_runtime
+from cfc_bench.bench import cpu_runtime
+from cfc_bench.bench.probe import probe_ms, sync
 from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
+from cfc_bench.errors import ConfigError, OutputConflict, TrainingError
 from cfc_bench.io import atomic_write, write_json, write_text
-from cfc_bench.loggers import NullLogger, WandbLogger, open_logger
-from cfc_bench.probe import probe_ms, sync
+from cfc_bench.run.loggers import NullLogger, WandbLogger, open_logger
 from cfc_bench.tasks.base import Select, SequenceData, Task
 
 log = logging.getLogger(__name__)
@@ -63,22 +64,18 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
+OUTPUTS_FILE = "test_outputs.npz"
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work here; the message says which and what to use instead."""
-
-
-class OutputConflict(ConfigError):
-    """The output folder holds a run of another configuration; nothing there is touched."""
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (a non-finite loss, say); recorded in failed.json."""
-
-    def __init__(self, message: str, epoch: int, step: int):
-        super().__init__(message)
-        self.epoch, self.step = epoch, step
+def write_outputs(path: Path, out: torch.Tensor, data: SequenceData) -> None:
+    """The test split's model outputs, targets and mask, compressed: a metric declared later is
+    computed from them without retraining (``numpy.load(path)``: ``out``, ``y``, ``mask``)."""
+    arrays = {
+        "out": out.detach().float().cpu().numpy(),
+        "y": data.y.cpu().numpy(),
+        "mask": data.mask.cpu().numpy(),
+    }
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 class Interrupted(BaseException):
@@ -176,7 +173,7 @@ def code_version() -> str | None:
     ``conf``, ``pyproject.toml``) differs from that commit; None outside its own checkout (an
     installed package, or one inside another repository). Read once per process, at its first
     run: a sweep's later jobs run the code loaded then, whatever was committed since."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str | None:
         try:
@@ -409,12 +406,12 @@ class Trainer:
         bar.close()
         return float(total_loss) / len(train), elapsed, steps
 
-    def evaluate(self, split: str) -> tuple[float, float]:
-        """Loss and metric on a split."""
+    def evaluate(self, split: str) -> tuple[float, dict[str, float]]:
+        """Loss and every recorded metric on a split."""
         data = self.splits[split]
         out = predict(self.model, self.task, data, self.cfg.trainer.eval_batch_size)
         loss = float(self.task.loss(out, data, self.class_weights))
-        return loss, self.task.score(out, data)
+        return loss, self.task.scores(out, data)
 
     def fit(self) -> None:
         t, state = self.cfg.trainer, self.state
@@ -430,12 +427,10 @@ class Trainer:
                 "step_ms": 1000 * statistics.median(step_s),
             }
             if "val" in self.splits:
-                row["val_loss"], row[f"val_{metric.value}"] = self.evaluate("val")
-                val = row[f"val_{metric.value}"]
-                better = state.best_val is None or (
-                    val > state.best_val if metric.higher_is_better else val < state.best_val
-                )
-                if better:
+                row["val_loss"], scores = self.evaluate("val")
+                row.update({f"val_{name}": value for name, value in scores.items()})
+                val = scores[metric.name]
+                if metric.better(val, state.best_val):
                     state.best_val, state.best_epoch = val, epoch
                     state.best_weights = {
                         k: v.detach().clone() for k, v in self.model.state_dict().items()
@@ -464,12 +459,12 @@ class Trainer:
 
     # -- results --------------------------------------------------------------------------
     def test(self) -> dict[str, Any]:
-        state, metric = self.state, self.task.metric.value
+        state, names = self.state, [m.name for m in self.task.recorded_metrics]
         if self.select is Select.best_val and state.best_weights is not None:
             self.model.load_state_dict(state.best_weights)
-        results: dict[str, Any] = {f"val/{metric}": None}
+        results: dict[str, Any] = {f"val/{name}": None for name in names}
         if "val" in self.splits:
-            results[f"val/{metric}"] = self.evaluate("val")[1]
+            results.update({f"val/{k}": v for k, v in self.evaluate("val")[1].items()})
         test = self.splits["test"]
         predict(self.model, self.task, test.take(slice(0, 2)), 2)  # warm-up
         sync(self.device)
@@ -477,16 +472,19 @@ class Trainer:
         out = predict(self.model, self.task, test, self.cfg.trainer.eval_batch_size)
         sync(self.device)
         infer_s = time.perf_counter() - start
-        results[f"test/{metric}"] = self.task.score(out, test)
+        results.update({f"test/{k}": v for k, v in self.task.scores(out, test).items()})
         results["test_loss"] = float(self.task.loss(out, test, self.class_weights))
         results["time/infer_ms_per_seq"] = 1000 * infer_s / len(test)
+        write_outputs(self.out_dir / OUTPUTS_FILE, out, test)
         # Beside the last epoch's score, the best validation epoch's: the other protocol of the
         # references (the ODE-LSTM scripts restore their best checkpoint), never selected on test.
-        results[f"test_at_best_val/{metric}"] = None
+        results.update({f"test_at_best_val/{name}": None for name in names})
         if self.select is Select.last and state.best_weights is not None:
             self.model.load_state_dict(state.best_weights)
             best = predict(self.model, self.task, test, self.cfg.trainer.eval_batch_size)
-            results[f"test_at_best_val/{metric}"] = self.task.score(best, test)
+            results.update(
+                {f"test_at_best_val/{k}": v for k, v in self.task.scores(best, test).items()}
+            )
         return results
 
     def timing(self) -> dict[str, float]:
@@ -508,7 +506,8 @@ class Trainer:
             "experiment": self.experiment,
             "seed": cfg.seed,
             "protocol": cfg.task.protocol.value,
-            "metric": self.task.metric.value,
+            "metric": self.task.metric.name,
+            "extra_metrics": [m.name for m in self.task.extra_metrics],
             **results,
             "select": self.select.value,
             "best_epoch": self.state.best_epoch,
@@ -593,7 +592,7 @@ class Trainer:
                 log.info("%s exists: skipping this run (trainer.skip_done=true)", metrics_path)
                 return json.loads(metrics_path.read_text())
             log.info("%s exists and trainer.skip_done=false: training from scratch", metrics_path)
-            for name in (METRICS_FILE, CHECKPOINT_FILE, HISTORY_FILE):
+            for name in (METRICS_FILE, CHECKPOINT_FILE, HISTORY_FILE, OUTPUTS_FILE):
                 (self.out_dir / name).unlink(missing_ok=True)
         (self.out_dir / FAILED_FILE).unlink(missing_ok=True)
         write_text(self.out_dir / CONFIG_FILE, self.config_yaml)
@@ -651,7 +650,7 @@ class Trainer:
         self.logger.summary(metrics)
         self.logger.finish(exit_code=0)
         write_json(metrics_path, metrics)  # last: a folder with metrics.json is a finished run
-        metric = self.task.metric.value
+        metric = self.task.metric.name
         log.info(
             "test %s=%.4g, test_loss=%.4g", metric, metrics[f"test/{metric}"], metrics["test_loss"]
         )

@@ -15,13 +15,13 @@ that same extracted layout, ``<mirror>/<dataset>/<files>``. A mirror folder is u
 place, never copied; a mirror URL is downloaded file by file into the data root.
 
 Installing (:func:`install`, ``cfc-bench data download``) fetches a dataset's official
-files (registry: :mod:`cfc_bench.datasets`), checks published digests (MNIST, the UCI
+files (registry: :mod:`cfc_bench.data.datasets`), checks published digests (MNIST, the UCI
 file), unpacks the archives and records every file's SHA-256 in the manifest; the
 dataset folder only appears once all of that succeeded, so a task never sees half-built
 data. A task finds its files with :func:`dataset_dir`, which refuses a recorded folder
 whose files went missing or changed size; ``cfc-bench data verify`` re-hashes everything.
-HTTP, digests and archive handling are in :mod:`cfc_bench.download`; ``cfc-bench data
-info`` is :mod:`cfc_bench.datainfo`.
+HTTP, digests and archive handling are in :mod:`cfc_bench.data.download`; ``cfc-bench data
+info`` is :mod:`cfc_bench.data.info`.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ from urllib.parse import quote
 import torch
 from tqdm import tqdm
 
-from cfc_bench.datasets import DATASETS, TASK_DATASETS, Dataset, datasets_for
-from cfc_bench.download import DataError, extract, fetch, file_digest, quarantine
+from cfc_bench.data.datasets import DATASETS, TASK_DATASETS, Dataset, datasets_for
+from cfc_bench.data.download import extract, fetch, file_digest, quarantine
+from cfc_bench.errors import DataError
 from cfc_bench.io import atomic_write, write_json
 from cfc_bench.tasks.base import DataConfig
 
-__all__ = ["DataError", "cached", "data_root", "dataset_dir", "install", "main", "verify"]
+__all__ = ["cached", "data_root", "dataset_dir", "install", "main", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -582,7 +583,7 @@ def _cmd_verify(args: argparse.Namespace, cfg: DataConfig) -> int:
 
 
 def _cmd_info(args: argparse.Namespace, cfg: DataConfig) -> int:
-    from cfc_bench.datainfo import data_info, format_info
+    from cfc_bench.data.info import data_info, format_info
 
     try:
         info = data_info(args.task, args.overrides, cfg)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfc_bench.download import DataError, Digest
+from cfc_bench.data.download import Digest
+from cfc_bench.errors import DataError
 
 
 @dataclass(frozen=True)

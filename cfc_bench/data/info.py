@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cfc_bench.data import data_root, locate, recorded, recording_use
-from cfc_bench.datasets import TASK_DATASETS
-from cfc_bench.tasks.base import IGNORE, DataConfig, Metric, Task
+from cfc_bench.data.datasets import TASK_DATASETS
+from cfc_bench.data.store import data_root, locate, recorded, recording_use
+from cfc_bench.metrics import IGNORE, MSE
+from cfc_bench.tasks.base import DataConfig, Task
 
 
 def build_task(task: str, overrides: Sequence[str], cfg: DataConfig) -> tuple[Task, DataConfig]:
@@ -76,7 +77,7 @@ def describe(task: Task) -> dict[str, Any]:
             "elapsed": _stats(data.dt[valid]),
         }
         targets = data.y[valid] if task.per_step else data.y
-        if task.metric is Metric.mse:
+        if task.metric is MSE:
             row["targets"] = _stats(targets) | {"std": float(targets.double().std())}
         else:
             known = targets[targets != IGNORE].long()
@@ -86,7 +87,7 @@ def describe(task: Task) -> dict[str, Any]:
         splits[split] = row
     return {
         "task": task.name,
-        "metric": task.metric.value,
+        "metric": task.metric.name,
         "per_step": task.per_step,
         "inputs": task.io.input_size,
         "outputs": task.io.output_size,

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cfc_bench.io import atomic_write, write_json
-from cfc_bench.trainer import FAILED_FILE, METRICS_FILE
+from cfc_bench.run.trainer import FAILED_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,8 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
+from cfc_bench.errors import DataError
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "cfc-bench (python urllib)"
@@ -43,10 +45,6 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60.0  # per socket operation, not per file
 ATTEMPTS = 3  # transfers per file; each one after the first resumes the .part file
 RETRY_WAIT_S = 2.0  # pause before attempt k is k-1 times this
-
-
-class DataError(RuntimeError):
-    """Raw data missing or damaged; the message says what was expected and how to fix it."""
 
 
 class _Interrupted(Exception):

@@ -31,7 +31,7 @@ mean over its runs that have such CfC runs. A run trained in pieces on more than
 (``device_names`` in metrics.json) has no speed-up: its time per epoch is no one
 machine's. Runs of one sweep folder may still be days apart, and a shared machine's speed
 drifts: where both sides recorded the machine-speed probe (``time/probe_ms``,
-``cfc_bench/probe.py``) and the probes differ by more than ``MACHINE_TOLERANCE``, the
+``cfc_bench/bench/probe.py``) and the probes differ by more than ``MACHINE_TOLERANCE``, the
 speed-up is shown with that drift and not judged. Runs under ``<runs>/timing/<task>``
 (``make retime``: every preset of a task trained a few epochs back to back) give a second
 speed-up, "timing sweep", for each row that changes no setting of its preset but the budget;
@@ -713,12 +713,12 @@ def write_tables(results: dict[str, TaskResult], out_dir: Path) -> None:
 def plot_scaling(bench_dir: Path, figures: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The scaling figures of the ``cfc-bench bench --sweep`` CSVs in ``bench_dir``.
 
-    Drawn by ``cfc_bench.bench.plot_sweep``; CSVs of a single size (no sweep) are passed over,
+    Drawn by ``cfc_bench.bench.cli.plot_sweep``; CSVs of a single size (no sweep) are passed over,
     unreadable ones returned with the reason.
     """
     if not bench_dir.is_dir():
         return [], []
-    from cfc_bench.bench import BenchError, plot_sweep
+    from cfc_bench.bench.cli import BenchError, plot_sweep
 
     plotted, skipped = [], []
     for path in sorted(bench_dir.glob("*.csv")):
@@ -954,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Path] = {}
     scaling: list[Path] = []
     if args.figures is not None:
-        from cfc_bench.plots import plot_metric_vs_time
+        from cfc_bench.report.plots import plot_metric_vs_time
 
         for task, result in results.items():
             figures[task] = plot_metric_vs_time(

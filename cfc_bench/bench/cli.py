@@ -20,7 +20,7 @@ a change of machine load affects all of them alike. On CUDA every timing is brac
 ``torch.cuda.synchronize``. Wall time is the result; the process's CPU time (all threads)
 is recorded beside it, a steadier figure on a shared machine with one thread.
 
-``matmul_ms`` is the matrix-product floor (cfc_bench/matmul_floor.py): the matrix products
+``matmul_ms`` is the matrix-product floor (cfc_bench/bench/matmul_floor.py): the matrix products
 one training step of the row issued, recorded once after the timed runs (a dispatch mode
 makes torch.compile'd code recompile) and replayed alone on random operands of the same
 layout, round-robin over the rows, ``--repeats`` times. No rewrite of the same maths in
@@ -81,15 +81,16 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from cfc_bench import cpu_runtime
+from cfc_bench.bench import cpu_runtime
+from cfc_bench.bench.matmul_floor import MatmulReplay, record
+from cfc_bench.bench.probe import sync
 from cfc_bench.config import compose, config_names, flatten
+from cfc_bench.errors import ConfigError
 from cfc_bench.io import atomic_write
-from cfc_bench.matmul_floor import MatmulReplay, record
 from cfc_bench.models.base import ModelConfig, SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
 from cfc_bench.models.ltc import LTCConfig
-from cfc_bench.probe import sync
-from cfc_bench.trainer import ConfigError, device_name, resolve_device
+from cfc_bench.run.trainer import device_name, resolve_device
 
 DIMENSIONS = ("batch", "steps", "inputs", "hidden")
 SYMBOLS = {"batch": "B", "steps": "T", "inputs": "I", "hidden": "H"}
@@ -222,21 +223,21 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time the matrix products of each training step alone, the floor no "
-        "rewrite of the same maths can beat (default on; cfc_bench/matmul_floor.py)",
+        "rewrite of the same maths can beat (default on; cfc_bench/bench/matmul_floor.py)",
     )
     p.add_argument(
         "--retain-freed-memory",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keep freed memory in the process (glibc), so that steps reuse it without page "
-        "faults; applies to every model of the run (default on; cfc_bench/cpu_runtime.py)",
+        "faults; applies to every model of the run (default on; cfc_bench/bench/cpu_runtime.py)",
     )
     p.add_argument(
         "--flush-denormal",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="flush subnormal floats to zero, as training does by default; applies to every "
-        "model of the run (default on; cfc_bench/cpu_runtime.py)",
+        "model of the run (default on; cfc_bench/bench/cpu_runtime.py)",
     )
     p.add_argument(
         "--budget",
@@ -822,7 +823,7 @@ def run(args: argparse.Namespace) -> int:
         if sweep
         else f"bench_B{base.batch}_T{base.steps}_I{base.inputs}_H{base.hidden}"
     )
-    # Process-wide and one-way (cfc_bench/cpu_runtime.py); set before the thread count.
+    # Process-wide and one-way (cfc_bench/bench/cpu_runtime.py); set before the thread count.
     cpu = cpu_runtime.apply(args.retain_freed_memory, args.flush_denormal)
     # Thread count and memory cap are process-wide: put them back for in-process callers.
     threads, limit = torch.get_num_threads(), resource.getrlimit(resource.RLIMIT_DATA)

@@ -1,0 +1,3 @@
+"""Datasets: registry, download, store and manifest, preprocessing cache, information, and the
+`cfc-bench data` command.
+"""

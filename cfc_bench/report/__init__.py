@@ -1,0 +1,3 @@
+"""Reports: gathering runs, comparing them with their presets and the paper, judging, rendering
+tables (Markdown, CSV, LaTeX), the results README and plots.
+"""

@@ -1,0 +1,3 @@
+"""Running experiments: the Hydra app, the training loop, run folders, provenance, sweep callbacks
+and loggers.
+"""

@@ -18,6 +18,8 @@ commands:
              cfc-bench data info walker
   bench    time training and inference steps of every model (CSV under results/bench)
              cfc-bench bench --batch 128 --steps 100 --inputs 82 --hidden 256
+  check-model  run the model contract (shapes, causality, padding) on a model
+             cfc-bench check-model my_rnn
 
 Run `cfc-bench <command> --help` for a command's options.
 """
@@ -30,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "train":
+        from cfc_bench.config import plugins
+        from cfc_bench.plugins import PluginError, check_selected
+
+        try:
+            check_selected(rest, {group: plugins(group)[1] for group in ("model", "task")})
+        except PluginError as err:
+            print(f"cfc-bench train: error: {err}", file=sys.stderr)
+            return 1
         from cfc_bench.run.app import hydra_main
 
         sys.argv = ["cfc-bench train", *rest]
@@ -47,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from cfc_bench.bench.cli import main as bench_main
 
         return bench_main(rest)
+    if command == "check-model":
+        from cfc_bench.models.contract import main as check_main
+
+        return check_main(rest)
     print(f"cfc-bench: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
     return 2
 

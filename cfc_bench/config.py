@@ -21,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 
 from cfc_bench import models, tasks
 from cfc_bench.models.base import ModelConfig
+from cfc_bench.plugins import GROUPS, Plugin, discover
 from cfc_bench.tasks.base import DataConfig, Select, TaskConfig
 
 
@@ -151,6 +152,13 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
 
 
+def plugins(group: str) -> tuple[dict[str, Plugin], dict[str, str]]:
+    """The ``model`` or ``task`` plugins installed beside cfc-bench, and the broken ones'
+    messages (:mod:`cfc_bench.plugins`)."""
+    builtin = model_schemas() if group == "model" else task_schemas()
+    return discover(group, frozenset([*builtin, *_packaged_names(group)]))
+
+
 def register_configs() -> None:
     _register_resolvers()
     store = ConfigStore.instance()
@@ -159,6 +167,12 @@ def register_configs() -> None:
         store.store(group="schema/model", name=name, node=schema)
     for name, schema in task_schemas().items():
         store.store(group="schema/task", name=name, node=schema)
+    for group in GROUPS:
+        for name, plugin in plugins(group)[0].items():
+            store.store(group=f"schema/{group}", name=name, node=plugin.schema)
+            node = OmegaConf.structured(plugin.schema)
+            node.name = name  # results are grouped by the option's name
+            store.store(group=group, name=name, node=node)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -172,11 +186,17 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     return OmegaConf.to_object(cfg)
 
 
-def config_names(group: str) -> list[str]:
-    """The options of a config group (``model``, ``task``, ``experiment``...)."""
+def _packaged_names(group: str) -> list[str]:
     from importlib.resources import files
 
     folder = files("cfc_bench.conf").joinpath(group)
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
+    return [p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")]
+
+
+def config_names(group: str) -> list[str]:
+    """The options of a config group (``model``, ``task``, ``experiment``...): the packaged
+    YAML files, and for ``model`` and ``task`` the installed plugins."""
+    names = _packaged_names(group)
+    if group in GROUPS:
+        names += plugins(group)[0]
+    return sorted(names)

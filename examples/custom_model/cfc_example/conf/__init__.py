@@ -1,0 +1,1 @@
+"""Presets of this package: cfc-bench reads them with hydra.searchpath=[pkg://cfc_example.conf]."""

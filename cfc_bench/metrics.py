@@ -67,6 +67,12 @@ def register(metric: Metric) -> Metric:
 
 
 def lookup(name: str) -> Metric:
+    """The metric ``name``; a plugin task's metric is declared when its module is imported,
+    so an unknown name first loads the installed task plugins."""
+    if name not in METRICS:
+        from cfc_bench.config import plugins
+
+        plugins("task")
     try:
         return METRICS[name]
     except KeyError:

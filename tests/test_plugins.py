@@ -159,6 +159,39 @@ def test_plugin_preset_found_through_the_search_path(tmp_path: Path, site: Path)
     assert metrics["task"] == "walker" and metrics["train_size"] == 128
 
 
+def test_a_plugin_tasks_own_metric_is_found_by_name(tmp_path: Path) -> None:
+    """A metric that a plugin task declares (cfc_bench.tasks.register_metric) is looked up by
+    the name metrics.json gives, in a process that has not imported the plugin yet."""
+    site = tmp_path / "site"
+    (site / "mae_task-0.1.dist-info").mkdir(parents=True)
+    (site / "mae_task-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mae-task\nVersion: 0.1\n"
+    )
+    (site / "mae_task-0.1.dist-info" / "entry_points.txt").write_text(
+        "[cfc_bench.tasks]\nmae_task = mae_task:MAETaskConfig\n"
+    )
+    (site / "mae_task.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from cfc_bench.metrics import squared_error\n"
+        "from cfc_bench.tasks import Metric, TaskConfig, register_metric\n"
+        "MAE = register_metric(Metric('mae', 'MAE', False, squared_error,\n"
+        "    lambda out, y, mask: float((out - y).abs().mean()), digits=3))\n"
+        "@dataclass\n"
+        "class MAETaskConfig(TaskConfig):\n"
+        "    pass\n"
+    )
+    code = "from cfc_bench.metrics import lookup; m = lookup('mae'); print(m.header, m.digits)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(tmp_path, PYTHONPATH=str(site)),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "MAE 3"
+
+
 BAD_MODULE = """
 from dataclasses import dataclass
 

@@ -71,7 +71,9 @@ def activate(kind: str, scale: float, slope: float, a: Tensor, out: Tensor) -> T
     if kind == "relu":
         return torch.clamp_min(a, 0.0, out=out)
     if kind == "gelu":
-        return torch.ops.aten.gelu(a, out=out)
+        # aten's float32 gelu.out on CPU leaves a strided output (this column slice of
+        # the layer's input buffer) unwritten: compute, then copy.
+        return out.copy_(F.gelu(a))
     return torch.sigmoid(a * (2 * slope), out=out).mul_(2 * scale).sub_(scale)
 
 

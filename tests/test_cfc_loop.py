@@ -1,5 +1,6 @@
 """The fused CfC loop (cfc_loop.Recurrence, scripted and in Python) against the plain autograd
-reference step of cfc.py: outputs and every gradient, each mode, in float64."""
+reference step of cfc.py: outputs and every gradient, each mode (float64; float32 for the
+backbone activations, as training runs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CfC's hand-written backward pass through time (cfc.Recurrence) against finite differences.
+"""CfC's hand-written backward pass through time (cfc_loop.Recurrence) against finite differences.
 
 ``torch.autograd.gradcheck`` compares the analytic gradient of every parameter with central
 differences in float64, for each mode, backbone depth, activation and the mixed-memory cell.

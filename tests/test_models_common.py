@@ -72,3 +72,31 @@ def test_padding_does_not_change_last_valid_output(name: str) -> None:
     seq = model(x, dt, mask, return_sequences=True)
     torch.testing.assert_close(base[0], seq[0, 5], atol=1e-12, rtol=0)
     torch.testing.assert_close(base[1], seq[1, 2], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("fill", [float("nan"), float("inf")], ids=["nan", "inf"])
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_reaches_neither_outputs_nor_gradients(
+    name: str, return_sequences: bool, fill: float
+) -> None:
+    """NaN or inf in padded inputs and elapsed times gives the outputs and parameter gradients
+    of zero padding, all finite."""
+    model = build(name).train()
+    x, dt, mask = inputs()
+    results = []
+    for value in (0.0, fill):
+        x2, dt2 = x.clone(), dt.clone()
+        x2[~mask] = value
+        dt2[~mask] = value
+        model.zero_grad()
+        torch.manual_seed(2)  # the same dropout draws in both passes
+        out = model(x2, dt2, mask, return_sequences=return_sequences)
+        out.square().sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        results.append((out.detach(), grads))
+    (zero_out, zero_grads), (filled_out, filled_grads) = results
+    torch.testing.assert_close(filled_out, zero_out, atol=0, rtol=0)
+    for filled, zero in zip(filled_grads, zero_grads, strict=True):
+        torch.testing.assert_close(filled, zero, atol=0, rtol=0)

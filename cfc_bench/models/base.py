@@ -72,6 +72,14 @@ class SequenceModel(nn.Module):
         mask: torch.Tensor,
         return_sequences: bool = False,
     ) -> torch.Tensor:
+        """Outputs ``[B,T,O]`` (``return_sequences``) or ``[B,O]`` at each last valid step.
+
+        Padded steps (``mask`` False) enter the recurrence as zeros, whatever they hold: a
+        NaN or inf there would otherwise reach every parameter's gradient (the backward pass
+        multiplies its zero weight by it), though no output depends on it.
+        """
+        x = torch.where(mask.unsqueeze(-1), x, x.new_zeros(()))
+        dt = torch.where(mask, dt, dt.new_zeros(()))
         if return_sequences:
             return self.readout(self.states(x, dt, mask))
         return self.readout(self.last_states(x, dt, mask))

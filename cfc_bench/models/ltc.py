@@ -25,16 +25,12 @@ Output: ncps' motor neurons are all ``H`` units with fully connected wiring; the
 output followed by an ``nn.Linear``). Sparse wirings (NCP) are not implemented.
 
 Speed: parameter transforms are computed once per forward, outside the time loop. The
-sensory sums are computed once per observation (not per unfold) inside the step: all steps
-at once would be a ``[B,T,I,H]`` tensor (268 MB at B=128, T=100, I=82, H=64), which on CPU
-measured 2.6x slower than per step (forward+backward, compiled; eager 4x). With ``compile``
-each observation step (sensory sums and all unfolds) runs through ``torch.compile``, which
-fuses the ``[B,H,H]`` sigmoids, products and sums into a few kernels and keeps only ``[B,H]``
-tensors for the backward pass (the sigmoids are recomputed there). Two alternatives measured
-slower in a one-off diagnostic, not kept (forward+backward, T=20, against this code in the
-same process): five observation
-steps per compiled call (258 s to compile, then 1.8x slower) and batch-innermost ``[I,J,B]``
-synapse tensors, which make the backward's sums over the batch contiguous (1.5x slower).
+sensory sums are computed once per observation (not per unfold) inside the step; all steps
+at once would be a ``[B,T,I,H]`` tensor (268 MB at B=128, T=100, I=82, H=64), slower on CPU
+than per step. With ``compile`` each observation step (sensory sums and all unfolds) runs
+through ``torch.compile``, which fuses the ``[B,H,H]`` sigmoids, products and sums into a
+few kernels and keeps only ``[B,H]`` tensors for the backward pass (the sigmoids are
+recomputed there).
 """
 
 from __future__ import annotations

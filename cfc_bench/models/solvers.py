@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from cfc_bench.models.cfc import Activation, activation
+from cfc_bench.models.layers import Activation, activation
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 

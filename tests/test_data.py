@@ -26,18 +26,14 @@ import numpy as np
 import pytest
 import torch
 
+from cfc_bench.data import cli as data_module
 from cfc_bench.data import download
-from cfc_bench.data import store as data_module
+from cfc_bench.data.cache import cache_key, cached
 from cfc_bench.data.datasets import DATASETS, MNIST_MD5, TASK_DATASETS, Dataset, Source
 from cfc_bench.data.download import Digest, extract, fetch
-from cfc_bench.data.store import (
-    cache_key,
-    cached,
-    dataset_dir,
-    install,
-    read_manifest,
-    verify,
-)
+from cfc_bench.data.install import install
+from cfc_bench.data.manifest import read_manifest, verify
+from cfc_bench.data.store import dataset_dir
 from cfc_bench.errors import DataError
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.xor import XORConfig

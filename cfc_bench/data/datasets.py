@@ -46,6 +46,13 @@ class Dataset:
         """Every file of the extracted layout; ``folder`` must hold ``files`` already."""
         return list(self.files) + (self.listed(folder) if self.listed else [])
 
+    def missing(self, folder: Path) -> list[str]:
+        """Files of the layout that ``folder`` lacks (only of ``files`` while those are
+        incomplete, since they list the rest)."""
+        if any(not (folder / f).is_file() for f in self.files):
+            return [f for f in self.files if not (folder / f).is_file()]
+        return [f for f in self.layout(folder) if not (folder / f).is_file()]
+
     def published(self) -> dict[str, Digest]:
         """Published digests of the layout's files (those installed exactly as served)."""
         return {s.filename: s.digest for s in self.sources if s.digest and not s.unpack}

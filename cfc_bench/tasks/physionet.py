@@ -99,7 +99,8 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.data.cache import cached
+from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.models.base import SequenceIO
@@ -197,6 +198,7 @@ class PhysioNetConfig(TaskConfig):
             "bin_hours": self.bin_hours,
             "missing_descriptors": "drop" if drop_missing else "keep",
             "format": CACHE_FORMAT,
+            "raw": raw_identity(DATASET, folder, required, data),
         }
         arrays = cached(
             DATASET,
@@ -377,7 +379,8 @@ def read_rows(files: list[Path]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """All data rows of ``files`` as strings, each row's file index and each file's first row."""
     bodies, counts = [], []
     for path in files:
-        text = path.read_bytes().replace(b"\r\n", b"\n")
+        with reading(path, DATASET):
+            text = path.read_bytes().replace(b"\r\n", b"\n")
         if not text.startswith(HEADER):
             raise DataError(f"{path}:1: expected the header {HEADER.decode().strip()!r}")
         body = text[len(HEADER) :]

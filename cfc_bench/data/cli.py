@@ -126,6 +126,7 @@ def _cmd_list(args: argparse.Namespace, cfg: DataConfig) -> int:
     root = data_root(cfg)
     for dataset in DATASETS.values():
         tasks = [t for t, names in TASK_DATASETS.items() if dataset.name in names]
+        tasks += [dataset.read_by] if dataset.read_by else []
         folder = locate(dataset.name, cfg)
         entry = entry_of(root, dataset.name)
         if folder is None:
@@ -136,6 +137,16 @@ def _cmd_list(args: argparse.Namespace, cfg: DataConfig) -> int:
             status = f"{folder} (no digests recorded)"
         print(f"{dataset.name}: {dataset.about}")
         print(f"  tasks: {', '.join(tasks) or '-'}; status: {status}")
+        if folder is not None and (missing := dataset.missing(folder)):
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            print(
+                f"  INCOMPLETE: {len(missing)} file{'s' if len(missing) != 1 else ''} of its "
+                f"layout missing: {shown}. A task that reads them stops with an error; "
+                f"`cfc-bench data download {dataset.name}` completes it"
+                + (f"; {dataset.partial}" if dataset.partial else "")
+            )
         for source in dataset.sources:
             print(f"  {source.url}" + (f"  {source.digest}" if source.digest else ""))
     return 0

@@ -107,15 +107,15 @@ def _check_mirror(
     recorded = [rel for rel in entry["files"] if _under(rel, required)]
     rels = sorted({*files_under(mirror, required), *recorded})
     if differ := differing(mirror, rels, entry):
+        command = f"cfc-bench data download {name} --mirror {mirror.parent}" + (
+            f" --root {cfg.root}" if cfg.root else ""
+        )
         raise DataError(
             f"the mirror folder {mirror} holds dataset '{name}' with {len(differ)} of "
             f"{len(rels)} files different from the copy installed in {folder} (recorded "
             f"{entry['installed_at']}, source: {entry['source']}), e.g. {differ[0]}. To train "
             f"on the installed copy, leave out the mirror (data.mirror, --mirror, "
-            f"CFC_BENCH_DATA_MIRROR); to install the mirror's files instead, run "
-            f"`cfc-bench data download {name} --mirror {mirror.parent}`"
-            + (f" --root {cfg.root}" if cfg.root else "")
-            + "."
+            f"CFC_BENCH_DATA_MIRROR); to install the mirror's files instead, run `{command}`."
         )
 
 

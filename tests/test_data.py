@@ -429,6 +429,22 @@ def test_verify_finds_a_tampered_file_and_dataset_dir_a_missing_one(
     assert any(p.name.endswith("-toy") for p in (data_root / "quarantine").iterdir())
 
 
+def test_download_again_replaces_a_copy_changed_in_place(site: Site, data_root: Path) -> None:
+    toy = _toy(site)
+    folder = install(toy, DataConfig())
+    tampered = folder / "records" / "r2.txt"
+    body = bytearray(tampered.read_bytes())
+    body[0] ^= 1  # same size: only hashing can tell
+    tampered.write_bytes(bytes(body))
+    before = len(site.requests)
+    assert install(toy, DataConfig()) == folder
+    assert len(site.requests) == before + len(toy.sources)  # fetched afresh, not kept
+    _assert_layout(folder)
+    assert verify(toy, DataConfig()).ok
+    (moved,) = (p for p in (data_root / "quarantine").iterdir() if p.name.endswith("-toy"))
+    assert (moved / "records" / "r2.txt").read_bytes() == bytes(body)
+
+
 def test_verify_of_unrecorded_data_says_how_to_record_it(data_root: Path) -> None:
     toy = Dataset("toy", "", (), ("index.txt", *ROLLS), listed=None)
     _write_layout(data_root / "toy", {k: v for k, v in LAYOUT.items() if k != "roll_1.bin"})

@@ -44,25 +44,35 @@ MIRROR_THREADS = 8  # parallel transfers when a URL mirror serves many small fil
 def install(dataset: Dataset, cfg: DataConfig) -> Path:
     """Make ``dataset`` available and recorded; returns its folder.
 
-    In order: a recorded folder that is still intact is kept, unless the mirror folder
-    holds the dataset with other files (then the mirror is what was asked for); a complete
-    folder in the mirror or the data root is adopted in place (published digests checked,
-    SHA-256 recorded); otherwise the files come from the mirror URL, or the official
-    sources.
+    In order: a recorded folder whose files all still have their recorded SHA-256 is
+    kept, unless the mirror folder holds the dataset with other files (then the mirror is
+    what was asked for); a complete folder in the mirror or the data root is adopted in
+    place (published digests checked, SHA-256 recorded), except a data-root copy whose
+    files changed since they were recorded; otherwise the files come from the mirror URL,
+    or the official sources, and a previous copy in the data root goes to quarantine.
     """
     root = data_root(cfg)
     mirror = mirror_of(cfg)
     in_mirror = local_mirror(dataset.name, cfg)
     with locked(root / ".locks" / dataset.name):
         entry = entry_of(root, dataset.name)
+        damaged = None  # the recorded folder, if its files are no longer what was recorded
         for folder in candidates(dataset.name, cfg, entry):
-            if is_about(entry, folder) and not changed_size(folder, entry):
-                if not _mirror_differs(dataset, in_mirror, folder, entry):
-                    log.info("%s: already installed in %s", dataset.name, folder)
-                    return folder
-        for folder in (in_mirror, root / dataset.name):
-            if folder is not None and folder.is_dir() and not dataset.missing(folder):
-                return _adopt(dataset, folder, root)
+            if not is_about(entry, folder):
+                continue
+            assert entry is not None
+            if changed_size(folder, entry) or differing(folder, list(entry["files"]), entry):
+                damaged = folder.resolve()
+            elif not _mirror_differs(dataset, in_mirror, folder, entry):
+                log.info("%s: already installed in %s", dataset.name, folder)
+                return folder
+        ours = root / dataset.name
+        for folder in (in_mirror, ours):
+            if folder is None or not folder.is_dir() or dataset.missing(folder):
+                continue
+            if folder == ours and folder.resolve() == damaged:
+                continue  # fetched afresh below; the damaged copy then goes to quarantine
+            return _adopt(dataset, folder, root)
         if in_mirror is not None:
             missing = dataset.missing(in_mirror) if in_mirror.is_dir() else []
             raise DataError(

@@ -25,7 +25,7 @@ from cfc_bench.tasks import person_activity, physionet
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.et_smnist import read_idx
 from cfc_bench.tasks.person_activity import FILE, PersonActivityConfig, read_readings
-from cfc_bench.tasks.physionet import PhysioNetConfig, read_rows
+from cfc_bench.tasks.physionet import PhysioNetConfig, read_labels, read_rows
 from cfc_bench.tasks.walker import load_rollout
 
 
@@ -135,12 +135,17 @@ def test_walker_file_with_a_garbled_header(tmp_path: Path) -> None:
     _assert_names(err, path, "walker")
 
 
-def test_physionet_record_that_cannot_be_read(tmp_path: Path) -> None:
+def test_physionet_record_and_outcomes_that_cannot_be_read(tmp_path: Path) -> None:
     path = tmp_path / "132539.txt"
     path.mkdir()  # a folder where a record file should be
     with pytest.raises(DataError) as err:
         read_rows([path])
     _assert_names(err, path, physionet.DATASET)
+    outcomes = tmp_path / "Outcomes-a.txt"
+    outcomes.write_bytes(bytes(range(128, 256)) * 4)  # not text
+    with pytest.raises(DataError) as err:
+        read_labels(tmp_path, ["a"], np.array([132539]))
+    _assert_names(err, outcomes, physionet.DATASET)
 
 
 def test_person_activity_file_that_is_not_text(tmp_path: Path) -> None:

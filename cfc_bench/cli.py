@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return tables_main(rest)
     if command == "data":
-        from cfc_bench.data.store import main as data_main
+        from cfc_bench.data.cli import main as data_main
 
         return data_main(rest)
     if command == "bench":

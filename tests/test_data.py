@@ -26,18 +26,14 @@ import numpy as np
 import pytest
 import torch
 
+from cfc_bench.data import cli as data_module
 from cfc_bench.data import download
-from cfc_bench.data import store as data_module
+from cfc_bench.data.cache import cache_key, cached
 from cfc_bench.data.datasets import DATASETS, MNIST_MD5, TASK_DATASETS, Dataset, Source
 from cfc_bench.data.download import Digest, extract, fetch
-from cfc_bench.data.store import (
-    cache_key,
-    cached,
-    dataset_dir,
-    install,
-    read_manifest,
-    verify,
-)
+from cfc_bench.data.install import install
+from cfc_bench.data.manifest import read_manifest, verify
+from cfc_bench.data.store import dataset_dir
 from cfc_bench.errors import DataError
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.xor import XORConfig
@@ -431,6 +427,22 @@ def test_verify_finds_a_tampered_file_and_dataset_dir_a_missing_one(
     _assert_layout(folder)
     assert verify(toy, DataConfig()).ok
     assert any(p.name.endswith("-toy") for p in (data_root / "quarantine").iterdir())
+
+
+def test_download_again_replaces_a_copy_changed_in_place(site: Site, data_root: Path) -> None:
+    toy = _toy(site)
+    folder = install(toy, DataConfig())
+    tampered = folder / "records" / "r2.txt"
+    body = bytearray(tampered.read_bytes())
+    body[0] ^= 1  # same size: only hashing can tell
+    tampered.write_bytes(bytes(body))
+    before = len(site.requests)
+    assert install(toy, DataConfig()) == folder
+    assert len(site.requests) == before + len(toy.sources)  # fetched afresh, not kept
+    _assert_layout(folder)
+    assert verify(toy, DataConfig()).ok
+    (moved,) = (p for p in (data_root / "quarantine").iterdir() if p.name.endswith("-toy"))
+    assert (moved / "records" / "r2.txt").read_bytes() == bytes(body)
 
 
 def test_verify_of_unrecorded_data_says_how_to_record_it(data_root: Path) -> None:

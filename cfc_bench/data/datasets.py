@@ -41,10 +41,19 @@ class Dataset:
     files: tuple[str, ...]  # files of the extracted layout known in advance
     # more files, listed by some of ``files`` (PhysioNet's records, named in Outcomes-*.txt)
     listed: Callable[[Path], list[str]] | None = None
+    read_by: str = ""  # a task that reads it through an option (not in TASK_DATASETS)
+    partial: str = ""  # what works while some files are missing (shown by `cfc-bench data list`)
 
     def layout(self, folder: Path) -> list[str]:
         """Every file of the extracted layout; ``folder`` must hold ``files`` already."""
         return list(self.files) + (self.listed(folder) if self.listed else [])
+
+    def missing(self, folder: Path) -> list[str]:
+        """Files of the layout that ``folder`` lacks (only of ``files`` while those are
+        incomplete, since they list the rest)."""
+        if any(not (folder / f).is_file() for f in self.files):
+            return [f for f in self.files if not (folder / f).is_file()]
+        return [f for f in self.layout(folder) if not (folder / f).is_file()]
 
     def published(self) -> dict[str, Digest]:
         """Published digests of the layout's files (those installed exactly as served)."""
@@ -103,6 +112,7 @@ DATASETS: dict[str, Dataset] = {
             "3 of person_activity's 25 recordings, in its format (mirrors only, no digest)",
             sources=(),
             files=(PERSON_FILE,),
+            read_by="person_activity with task.source=person_activity_sample",
         ),
         Dataset(
             "walker",
@@ -121,6 +131,9 @@ DATASETS: dict[str, Dataset] = {
                 Source(f"{MNIST}/{f}", Digest("md5", md5)) for f, md5 in MNIST_MD5.items()
             ),
             files=tuple(MNIST_MD5),
+            partial="without the training images, et_smnist runs only with "
+            "task.source_split=test (train and test carved from the test images: NOT the "
+            "paper protocol)",
         ),
     )
 }

@@ -1,4 +1,4 @@
-"""Fetching, checking and unpacking raw data files, with the standard library only.
+"""Fetching, checking and unpacking raw data files.
 
 - :func:`fetch` downloads one URL over HTTP(S) with :mod:`urllib`: into ``<dest>.part``
   first, resumed with an HTTP ``Range`` request (guarded by ``If-Range``, so a file that
@@ -9,7 +9,17 @@
 - :func:`extract` unpacks a tar or zip archive, refusing members that would land outside
   the target folder and links that point outside it (and passing tarfile's ``data``
   filter as well where Python has it).
-- :func:`file_digest` hashes a file in chunks.
+- :func:`file_digest` hashes a file with :func:`pooch.file_hash`; a :class:`Digest`
+  prints as pooch's ``algorithm:value`` known-hash string.
+
+Why the transfer itself is not pooch's: :func:`pooch.retrieve` and its
+``HTTPDownloader`` download into a temporary file with a random name that is deleted when
+the transfer fails, send no ``Range`` request and do not compare the bytes received with
+``Content-Length``, so an interrupted download of a large archive (walker.zip, the
+PhysioNet sets) starts again from zero and a short read is only caught by a digest, which
+most of these files lack. On a digest mismatch pooch deletes the file, where we keep it in
+quarantine for inspection; its ``Untar``/``Unzip`` processors extract every member as it
+is, where :func:`extract` places the layout and refuses unsafe members.
 
 Every failure is a :class:`DataError` whose message says what went wrong and how to
 fix it.
@@ -17,7 +27,6 @@ fix it.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -34,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+import pooch
 from tqdm import tqdm
 
 from cfc_bench.errors import DataError
@@ -63,11 +73,8 @@ class Digest:
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The hex digest of a file (``algorithm``: a :mod:`hashlib` name such as md5, sha256)."""
+    return pooch.file_hash(str(path), algorithm)
 
 
 def quarantine(path: Path, folder: Path) -> Path:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from cfc_bench.data.config import DataConfig, data_root
 from cfc_bench.data.datasets import TASK_DATASETS
-from cfc_bench.data.store import data_root, locate, recorded, recording_use
+from cfc_bench.data.manifest import entry_of, is_about
+from cfc_bench.data.store import locate, recording_use
 from cfc_bench.metrics import IGNORE, MSE
-from cfc_bench.tasks.base import DataConfig, Task
+
+if TYPE_CHECKING:  # tasks import the data package, never the other way round
+    from cfc_bench.tasks.base import Task
 
 
 def build_task(task: str, overrides: Sequence[str], cfg: DataConfig) -> tuple[Task, DataConfig]:
@@ -99,7 +103,8 @@ def describe(task: Task) -> dict[str, Any]:
 
 def describe_folder(name: str, folder: Path, cfg: DataConfig) -> dict[str, Any]:
     files = [p for p in folder.rglob("*") if p.is_file()]
-    entry = recorded(name, folder, cfg)
+    entry = entry_of(data_root(cfg), name)
+    entry = entry if is_about(entry, folder) else None
     return {
         "folder": str(folder),
         "files": len(files),

@@ -14,6 +14,7 @@ from enum import Enum
 import torch
 from omegaconf import MISSING
 
+from cfc_bench.data.config import DataConfig
 from cfc_bench.metrics import Metric
 from cfc_bench.models.base import SequenceIO
 
@@ -26,14 +27,6 @@ class Protocol(Enum):
 class Select(Enum):
     best_val = "best_val"  # restore the weights of the best validation epoch before testing
     last = "last"  # test the last epoch's weights
-
-
-@dataclass
-class DataConfig:
-    """Where raw files and preprocessed caches live (used by tasks that read files)."""
-
-    root: str | None = None  # default: $CFC_BENCH_DATA or the per-user cache folder
-    mirror: str | None = None  # a folder or URL laid out as <mirror>/<dataset>/<files>
 
 
 @dataclass

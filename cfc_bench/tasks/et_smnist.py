@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.data.cache import cached
+from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
@@ -71,7 +72,11 @@ class ETSMNISTConfig(TaskConfig):
             raise ValueError(f"task.val_samples={self.val_samples} must be >= 0")
         files = TEST_FILES if source is SourceSplit.test else TRAIN_FILES + TEST_FILES
         folder = mnist_folder(files, data)
-        params = {"version": CACHE_VERSION, "files": files}
+        params = {
+            "version": CACHE_VERSION,
+            "files": files,
+            "raw": raw_identity("mnist", folder, files, data),
+        }
         encoded = cached("et_smnist", params, lambda: encode_files(folder, files), data)
         notes = {}
         if source is SourceSplit.test:
@@ -135,11 +140,8 @@ def _found(name: str, data: DataConfig) -> bool:
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes with ``ndim`` dimensions (gzip-compressed if ``.gz``)."""
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path} could not be read ({e}); download it again") from e
+    with reading(path, "mnist"), (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
     expected = bytes([0, 0, 0x08, ndim])  # zero, zero, type code 0x08 = ubyte, dimensions
     if raw[:4] != expected:
         raise DataError(

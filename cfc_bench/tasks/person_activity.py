@@ -53,7 +53,8 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.data.cache import cached
+from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import ACCURACY, IGNORE
 from cfc_bench.models.base import SequenceIO
@@ -88,6 +89,7 @@ VALUES = 3 * len(TAGS)
 WINDOW, STRIDE = 50, 25
 TRAIN_FRACTION, SPLIT_SEED = 0.8, 42
 FULL_SOURCE = "person_activity"  # the 25 recordings the protocol uses
+SAMPLE_SOURCE = "person_activity_sample"  # 3 of them, in the mirrors only
 CACHE_VERSION = 1  # bump when the preprocessing changes
 
 
@@ -100,14 +102,17 @@ class PersonActivityConfig(TaskConfig):
 
     def build(self, data: DataConfig) -> Task:
         paper = Protocol(self.protocol) is Protocol.paper
-        path = dataset_dir(self.source, [FILE], data) / FILE
+        folder = self.folder(data)
+        path = folder / FILE
         params = {
             "version": CACHE_VERSION,
             "source": self.source,
-            "bytes": path.stat().st_size,
+            "raw": raw_identity(self.source, folder, [FILE], data),
             "paper": paper,
         }
-        windows = cached("person_activity", params, lambda: make_windows(path, paper), data)
+        windows = cached(
+            "person_activity", params, lambda: make_windows(path, paper, self.source), data
+        )
         x, bins, y = windows["x"], windows["bins"], windows["y"]
         train, test = train_test_split(
             np.arange(len(x)), train_size=TRAIN_FRACTION, random_state=SPLIT_SEED, shuffle=True
@@ -148,10 +153,23 @@ class PersonActivityConfig(TaskConfig):
         task.limit_train(self.train_limit)
         return task
 
+    def folder(self, data: DataConfig) -> Path:
+        """The dataset folder; without the full recordings the error names the sample."""
+        try:
+            return dataset_dir(self.source, [FILE], data)
+        except DataError as error:
+            if self.source != FULL_SOURCE:
+                raise
+            raise DataError(
+                f"{error} For a smoke run that is NOT the paper protocol, "
+                f"task.source={SAMPLE_SOURCE} reads the 3-recording sample that the mirrors "
+                f"hold (<mirror>/{SAMPLE_SOURCE}/{FILE})."
+            ) from None
 
-def read_readings(path: Path, paper: bool) -> dict[str, np.ndarray]:
+
+def read_readings(path: Path, paper: bool, dataset: str = FULL_SOURCE) -> dict[str, np.ndarray]:
     """One entry per reading, in file order: recording number, tag, ticks, xyz and class."""
-    try:
+    with reading(path, dataset):
         rows = pd.read_csv(
             path,
             header=None,
@@ -160,8 +178,6 @@ def read_readings(path: Path, paper: bool) -> dict[str, np.ndarray]:
             keep_default_na=False,
             skip_blank_lines=False,  # keeps row i on line i + 1, for error messages
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"{path}: {e} (expected rows of {', '.join(COLUMNS)})") from e
     empty = (rows == "").to_numpy()
     blank = empty.all(axis=1)
     lines = np.flatnonzero(~blank) + 1
@@ -248,9 +264,9 @@ def forward_fill(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(last >= 0, filled, 0.0)
 
 
-def make_windows(path: Path, paper: bool) -> dict[str, np.ndarray]:
+def make_windows(path: Path, paper: bool, dataset: str = FULL_SOURCE) -> dict[str, np.ndarray]:
     """Model inputs ``x [W,50,24]`` (float32), bins ``[W,50]`` and labels ``[W,50]``."""
-    points = bin_readings(read_readings(path, paper), paper)
+    points = bin_readings(read_readings(path, paper, dataset), paper)
     index = window_index(points["recording"])
     values, mask = points["values"][index], points["mask"][index]
     x = np.concatenate([forward_fill(values, mask), mask], axis=-1).astype(np.float32)

@@ -99,7 +99,8 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from cfc_bench.data.store import cached, dataset_dir
+from cfc_bench.data.cache import cached
+from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.models.base import SequenceIO
@@ -121,6 +122,10 @@ RECORD_ID = N_FEATURES  # parameter code of the RecordID row (not a feature)
 HEADER = b"Time,Parameter,Value\n"
 LABEL = "In-hospital_death"
 VAL_SPLIT_SEED = 11
+FIX = (
+    f"check the dataset with `cfc-bench data verify {DATASET}` and fetch it again with "
+    f"`cfc-bench data download {DATASET}`"
+)
 CACHE_FORMAT = 1  # bump when the cached records' layout or meaning changes
 
 
@@ -197,6 +202,7 @@ class PhysioNetConfig(TaskConfig):
             "bin_hours": self.bin_hours,
             "missing_descriptors": "drop" if drop_missing else "keep",
             "format": CACHE_FORMAT,
+            "raw": raw_identity(DATASET, folder, required, data),
         }
         arrays = cached(
             DATASET,
@@ -350,9 +356,12 @@ def read_labels(folder: Path, sets: list[str], ids: np.ndarray) -> np.ndarray:
     frames = []
     for s in sets:
         path = folder / f"Outcomes-{s}.txt"
-        frame = pd.read_csv(path)
+        with reading(path, DATASET):
+            frame = pd.read_csv(path)
         if not {"RecordID", LABEL} <= set(frame.columns):
-            raise DataError(f"{path}: expected columns RecordID and {LABEL}; got {list(frame)}")
+            raise DataError(
+                f"{path}: expected columns RecordID and {LABEL}; got {list(frame)}; {FIX}"
+            )
         if not frame[LABEL].isin([0, 1]).all():
             raise DataError(f"{path}: {LABEL} must be 0 or 1")
         frames.append(frame[["RecordID", LABEL]])
@@ -377,9 +386,10 @@ def read_rows(files: list[Path]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """All data rows of ``files`` as strings, each row's file index and each file's first row."""
     bodies, counts = [], []
     for path in files:
-        text = path.read_bytes().replace(b"\r\n", b"\n")
+        with reading(path, DATASET):
+            text = path.read_bytes().replace(b"\r\n", b"\n")
         if not text.startswith(HEADER):
-            raise DataError(f"{path}:1: expected the header {HEADER.decode().strip()!r}")
+            raise DataError(f"{path}:1: expected the header {HEADER.decode().strip()!r}; {FIX}")
         body = text[len(HEADER) :]
         if body and not body.endswith(b"\n"):
             body += b"\n"
@@ -399,7 +409,7 @@ def read_rows(files: list[Path]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
             line = first - file_start[row_file[first]] + 2
             raise DataError(
                 f"{files[row_file[first]]}:{line}: expected 3 comma-separated fields "
-                f"(Time,Parameter,Value), found {commas[first] + 1}"
+                f"(Time,Parameter,Value), found {commas[first] + 1}; {FIX}"
             )
     rows = pd.read_csv(
         io.BytesIO(buffer),

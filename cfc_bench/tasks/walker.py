@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cfc_bench.data.store import dataset_dir
+from cfc_bench.data.store import dataset_dir, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import MSE
 from cfc_bench.models.base import SequenceIO
@@ -77,10 +77,8 @@ def split_files(names: list[str]) -> dict[str, list[str]]:
 
 
 def load_rollout(path: Path) -> np.ndarray:
-    try:
+    with reading(path, "walker"):
         states = np.load(path)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path} is not a readable .npy file ({e}); download it again") from e
     if states.ndim != 2 or states.shape[1] != STATE_SIZE or len(states) < 2:
         raise DataError(
             f"{path} holds an array of shape {states.shape}; expected (T, {STATE_SIZE}) with "

@@ -315,7 +315,8 @@ def test_options_override_the_setting() -> None:
     "text,message",
     [
         ("hiden: 8\n", "unknown key 'hiden'"),
-        ("out: results/bench\n", "unknown key 'out'"),  # where results go is not a setting
+        ("out: results/bench\n", "out is not part of a setting; give --out instead"),
+        ("tag:\n", "tag has no value"),
         ("batch: many\n", "invalid int value: 'many'"),
         ("memory: 0\n", "memory takes true or false"),
         ("- batch\n", "expected a mapping"),

@@ -151,7 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sweep", metavar="DIM=V1,V2,...", help=f"vary one of {', '.join(DIMENSIONS)}")
     p.add_argument("--out", default="outputs/bench", help="CSV folder (default outputs/bench)")
-    p.add_argument("--tag", help="CSV name without .csv (default from the sizes)")
+    p.add_argument(
+        "--tag", help="CSV name without .csv (default: the setting's, else from the sizes)"
+    )
     p.add_argument("--suffix", default="", help="appended to the CSV name, e.g. _threads2")
     p.add_argument("--figures", help="sweep figure folder (default: the --out folder)")
     p.add_argument("--plot", metavar="CSV", help="only plot an existing sweep CSV, then exit")
@@ -195,8 +197,12 @@ def setting_argv(name: str) -> list[str]:
     defaults = {k: v for k, v in vars(_parser().parse_args([])).items() if k not in NOT_SETTINGS}
     argv = []
     for key, value in values.items():
+        if key in NOT_SETTINGS:
+            raise BenchError(f"{where}: {key} is not part of a setting; give --{key} instead")
         if key not in defaults:
             raise BenchError(f"{where}: unknown key {key!r}; keys: {', '.join(defaults)}")
+        if value is None:
+            raise BenchError(f"{where}: {key} has no value")
         flag = "--" + key.replace("_", "-")
         if isinstance(defaults[key], bool) != isinstance(value, bool):
             kind = "true or false" if isinstance(defaults[key], bool) else "a value"

@@ -341,7 +341,7 @@ def time_matmul_floor(
     replays = [e for e in entries if e.replay is not None]
     if replays:
         labels = ", ".join(e.spec.label for e in replays)
-        progress(f"matrix products alone, {args.repeats} repeats: {labels}")
+        progress(f"matrix products alone: {labels}")
     for e in replays:
         e.replay()  # warm-up
     for _ in range(args.repeats):

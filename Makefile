@@ -94,47 +94,32 @@ retime:
 	$(MAKE) reproduce SEEDS=$(RETIME_SEEDS) RUNS=results/runs/timing ARGS='trainer.epochs=$(RETIME_EPOCHS) $(ARGS)'
 
 # Speed of every model on this machine, `cfc-bench bench`: one table and one CSV per setting
-# in results/bench (times are medians; ratios are to our CfC of the same run):
-#   (a) B=128 T=100 I=82 H=256, CfC backbone 2x64 silu: ours vs ncps' CfC, ODE-RNN (RK4 and
-#       dopri5), LSTM. (LTC at H=256 needs tens of GB for its backward pass: see (c).)
-#   (b) B=256 T=64 I=17 H=64, CfC backbone 1x256 silu: ours vs ncps' CfC
-#   (c) B=128 T=100 I=82 H=64: LTC (6 unfolds) vs ncps' LTC, and CfC, ODE-RNN, LSTM at the
-#       same hidden size (the paper's time per step relative to CfC)
+# (a), (b), (c) in results/bench (times are medians; ratios are to our CfC of the same run).
+# Each setting's sizes, models and repeats: cfc_bench/bench/settings/{a,b,c}.yaml.
 # One thread by default: the machine is shared, and a second thread times the neighbours.
+# BENCH_REPEATS, when given, sets the timed runs of every setting.
 #   make bench [BENCH_DEVICE=cuda] [BENCH_THREADS=2] [BENCH_REPEATS=5]
 BENCH_DEVICE ?= cpu
 BENCH_THREADS ?= 1
-BENCH_REPEATS ?= 5
+BENCH_REPEATS ?=
 BENCH := $(BIN)/cfc-bench bench --device $(BENCH_DEVICE) --out results/bench \
 	$(if $(BENCH_THREADS),--threads $(BENCH_THREADS))
 # CSV name suffix: _threads<N> for N other than 1, _<device> off the CPU
 BENCH_SUFFIX := $(if $(filter-out 1,$(BENCH_THREADS)),_threads$(BENCH_THREADS))$(if $(filter-out cpu,$(BENCH_DEVICE)),_$(BENCH_DEVICE))
-SILU := --set model.backbone_activation=silu
+BENCH_SETTING = $(BENCH) --suffix '$(BENCH_SUFFIX)' $(if $(BENCH_REPEATS),--repeats $(BENCH_REPEATS)) --setting
 
 .PHONY: bench
 
 bench: install
-	$(BENCH) --tag a_cfc_B128_T100_I82_H256$(BENCH_SUFFIX) --batch 128 --steps 100 --inputs 82 --hidden 256 \
-		--models cfc,ncps_cfc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats $(BENCH_REPEATS) \
-		--set model.backbone_layers=2 --set model.backbone_units=64 $(SILU)
-	$(BENCH) --tag b_cfc_B256_T64_I17_H64$(BENCH_SUFFIX) --batch 256 --steps 64 --inputs 17 --hidden 64 \
-		--models cfc,ncps_cfc,lstm --repeats $$((2 * $(BENCH_REPEATS))) \
-		--set model.backbone_layers=1 --set model.backbone_units=256 $(SILU)
-	$(BENCH) --tag c_ltc_B128_T100_I82_H64$(BENCH_SUFFIX) --batch 128 --steps 100 --inputs 82 --hidden 64 \
-		--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm \
-		--repeats $$(( ($(BENCH_REPEATS) + 1) / 2 ))
+	$(BENCH_SETTING) a
+	$(BENCH_SETTING) b
+	$(BENCH_SETTING) c
 
-# Scaling of the time per training step (B=128, I=82) for CfC, LTC, ODE-RNN (RK4) and LSTM:
-# hidden size 32...1024 at T=100, and sequence length 16...1024 at H=64. One CSV each in
-# results/bench and the log-log figures results/figures/scaling_hidden.png / scaling_steps.png.
-# LTC's backward pass outgrows the memory cap above H=256 on CPU: those rows record the failure.
-SCALING_MODELS := cfc,ltc,ode_rnn,lstm
+# Scaling of the time per training step against the hidden size and the sequence length
+# (settings scaling_hidden and scaling_steps): one CSV each in results/bench and the log-log
+# figures results/figures/scaling_hidden.png / scaling_steps.png.
 .PHONY: scaling
 
 scaling: install
-	$(BENCH) --tag scaling_hidden --sweep hidden=32,64,128,256,512,1024 --batch 128 \
-		--steps 100 --inputs 82 --models $(SCALING_MODELS) --repeats 3 --no-memory \
-		--figures results/figures
-	$(BENCH) --tag scaling_steps --sweep steps=16,32,64,128,256,512,1024 --batch 128 \
-		--hidden 64 --inputs 82 --models $(SCALING_MODELS) --repeats 3 --no-memory \
-		--figures results/figures
+	$(BENCH) --setting scaling_hidden --figures results/figures
+	$(BENCH) --setting scaling_steps --figures results/figures

@@ -16,8 +16,8 @@ commands:
   data     download, inspect and verify benchmark datasets
              cfc-bench data download physionet --mirror ../shared/data
              cfc-bench data info walker
-  bench    time training and inference steps of every model (CSV under results/bench)
-             cfc-bench bench --batch 128 --steps 100 --inputs 82 --hidden 256
+  bench    time training and inference steps of every model (CSV under outputs/bench)
+             cfc-bench bench --setting a
   check-model  run the model contract (shapes, causality, padding) on a model
              cfc-bench check-model my_rnn
 

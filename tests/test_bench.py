@@ -9,23 +9,19 @@ import csv
 import json
 import math
 import mmap
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from test_parity_ncps import copy_into_ncps  # tests/ is on the path (pytest's rootdir mode)
 
-from cfc_bench.bench.cli import (
-    COLUMNS,
-    LiveTensorBytes,
-    NcpsSequence,
-    add_ratios,
-    main,
-    ncps_model,
-    plot_sweep,
-    timed,
-)
+from cfc_bench.bench.cli import main, parse_args, parse_sets, setting_names
 from cfc_bench.bench.matmul_floor import MatmulReplay, Operand, record
+from cfc_bench.bench.measure import timed
+from cfc_bench.bench.memory import LiveTensorBytes
+from cfc_bench.bench.ncps import NcpsSequence, ncps_model
+from cfc_bench.bench.output import COLUMNS, add_ratios, format_table, plot_sweep, plural
 from cfc_bench.config import compose, config_names
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
@@ -142,6 +138,8 @@ def test_plot_rejects_a_csv_that_is_not_a_sweep(bench_csv: Path, tmp_path: Path)
         (["--sweep", "hidden=4,x"], "positive integers"),
         (["--batch", "0"], "--batch must be a positive integer"),
         (["--device", "tpu"], "--device"),
+        (["--batch", "x"], "argument --batch: invalid int value: 'x'"),
+        (["--setting", "a", "--warmup", "-1"], "--warmup must be 0 or more"),
     ],
 )
 def test_bad_arguments_fail_with_a_clear_message(
@@ -206,7 +204,7 @@ def test_a_model_over_budget_is_timed_once(tmp_path: Path) -> None:
 
 
 def test_a_failing_model_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cfc_bench.bench.cli as bench
+    import cfc_bench.bench.measure as bench
 
     def train_step(entry, batch):  # e.g. out of memory, for the LSTM only
         if entry.spec.label == "lstm":
@@ -269,3 +267,158 @@ def test_timed_counts_the_page_faults_of_fresh_memory() -> None:
 
     assert timed(touch_fresh_pages, torch.device("cpu"))[2] >= 32
     assert timed(lambda: None, torch.device("cpu"))[2] < 32
+
+
+# The Makefile's recipes before the settings became files (BENCH_REPEATS=5).
+RECIPES = {
+    "a": "--tag a_cfc_B128_T100_I82_H256 --batch 128 --steps 100 --inputs 82 --hidden 256 "
+    "--models cfc,ncps_cfc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats 5 "
+    "--set model.backbone_layers=2 --set model.backbone_units=64 "
+    "--set model.backbone_activation=silu",
+    "b": "--tag b_cfc_B256_T64_I17_H64 --batch 256 --steps 64 --inputs 17 --hidden 64 "
+    "--models cfc,ncps_cfc,lstm --repeats 10 --set model.backbone_layers=1 "
+    "--set model.backbone_units=256 --set model.backbone_activation=silu",
+    "c": "--tag c_ltc_B128_T100_I82_H64 --batch 128 --steps 100 --inputs 82 --hidden 64 "
+    "--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats 3",
+    "scaling_hidden": "--tag scaling_hidden --sweep hidden=32,64,128,256,512,1024 --batch 128 "
+    "--steps 100 --inputs 82 --models cfc,ltc,ode_rnn,lstm --repeats 3 --no-memory",
+    "scaling_steps": "--tag scaling_steps --sweep steps=16,32,64,128,256,512,1024 --batch 128 "
+    "--hidden 64 --inputs 82 --models cfc,ltc,ode_rnn,lstm --repeats 3 --no-memory",
+}
+
+
+def test_every_setting_is_a_recipe_of_the_makefile() -> None:
+    assert setting_names() == sorted(RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_a_setting_gives_its_recipes_arguments(name: str) -> None:
+    from_file = vars(parse_args(["--setting", name, "--threads", "1"]))
+    recipe = vars(parse_args([*RECIPES[name].split(), "--threads", "1"]))
+    assert from_file.pop("setting") == name and recipe.pop("setting") is None
+    assert from_file == recipe
+
+
+def test_options_override_the_setting() -> None:
+    args = parse_args(["--setting", "a", "--hidden", "64", "--models", "cfc,ncps_cfc"])
+    assert (args.hidden, args.batch, args.models) == (64, 128, "cfc,ncps_cfc")
+    args = parse_args(["--setting", "b", "--set", "model.backbone_units=32", "--no-memory"])
+    assert parse_sets(args.set) == [
+        ("backbone_layers", "1"),
+        ("backbone_units", "32"),  # replaces the setting's 256, in its place
+        ("backbone_activation", "silu"),
+    ]
+    assert args.memory is False and args.out == "outputs/bench"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("hiden: 8\n", "unknown key 'hiden'"),
+        ("out: results/bench\n", "out is not part of a setting; give --out instead"),
+        ("tag:\n", "tag has no value"),
+        ("batch: many\n", "invalid int value: 'many'"),
+        ("memory: 0\n", "memory takes true or false"),
+        ("- batch\n", "expected a mapping"),
+    ],
+)
+def test_a_bad_setting_file_names_itself_and_the_key(
+    text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    setting = tmp_path / "mine.yaml"
+    setting.write_text(text)
+    assert main(["--setting", str(setting), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cfc-bench bench: error: --setting {setting}" in err and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_setting_lists_the_settings(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--setting", "d"]) == 2
+    assert "no such setting; choose from a, b, c, scaling_hidden, scaling_steps" in (
+        capsys.readouterr().err
+    )
+
+
+def test_default_output_is_outputs_bench_not_the_committed_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, "--models", "cfc", "--no-memory", "--no-matmul-floor"]) == 0
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv")] == [
+        "outputs/bench/bench_B3_T4_I2_H5.csv"
+    ]
+    assert "wrote outputs/bench/bench_B3_T4_I2_H5.csv" in capsys.readouterr().out
+
+
+def test_progress_names_every_model_and_repeat_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [*TINY, "--models", "cfc,lstm", "--out", str(tmp_path), "--tag", "p"]
+    assert main(args) == 0
+    lines = [
+        re.split(r":| \.\.\.", line)[0].strip() for line in capsys.readouterr().err.splitlines()
+    ]
+    expected = ["warm-up cfc", "warm-up lstm", "repeat 1/2 cfc", "repeat 1/2 lstm"]
+    expected += ["repeat 2/2 cfc", "repeat 2/2 lstm", "peak memory cfc", "peak memory lstm"]
+    assert [line for line in lines if line in expected] == expected
+
+
+def test_the_header_counts_threads_in_words(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [*TINY, "--models", "cfc", "--no-memory", "--no-matmul-floor", "--out", str(tmp_path)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "(cpu, 1 thread, torch" in err and "threads" not in err
+    assert [plural(n, "thread") for n in (1, 2)] == ["1 thread", "2 threads"]
+
+
+def test_a_model_failing_after_a_timed_step_shows_no_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Out of memory at its second timed training step (its first ran): no time, no ratio."""
+    import cfc_bench.bench.measure as bench
+
+    calls = {"lstm": 0}
+
+    def train_step(entry, batch):
+        if entry.spec.label == "lstm":
+            calls["lstm"] += 1
+            if calls["lstm"] == 3:  # warm-up, first timed run, then this one
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        real_train_step(entry, batch)
+
+    real_train_step = bench.train_step
+    monkeypatch.setattr(bench, "train_step", train_step)
+    args = [*TINY, "--models", "cfc,lstm", "--out", str(tmp_path), "--tag", "late"]
+    assert main(args) == 0
+    cfc, lstm = read(tmp_path / "late.csv")
+    assert lstm["status"].startswith("failed: RuntimeError") and lstm["timed_runs"] == "0"
+    assert all(lstm[k] == "" for k in ("train_ms", "infer_ms", "train_vs_cfc", "infer_vs_cfc"))
+    assert float(cfc["train_ms"]) > 0
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if s.startswith("lstm ")]
+    assert line.split()[2:9] == ["-"] * 7  # params, then no time, ratio, floor or memory
+
+
+def table_row(model: str, status: str, train: float, infer: float) -> dict:
+    return {
+        "model": model,
+        "status": status,
+        "params": 10,
+        "baseline": "cfc",
+        **dict(train_ms=train, infer_ms=infer, matmul_ms=math.nan, train_cpu_ms=train),
+        **dict(train_vs_cfc=math.nan, infer_vs_cfc=math.nan, peak_mem_mib=math.nan),
+    }
+
+
+def test_ncps_over_ours_is_printed_only_where_both_ran() -> None:
+    ran = [table_row("ltc", "ok", 10.0, 4.0), table_row("ncps_ltc", "ok", 40.0, 6.0)]
+    assert format_table(ran).splitlines()[-1] == (
+        "ncps_ltc / ltc: training step 4.00×, inference 1.50× (above 1: ours is faster)"
+    )
+    for failing in (0, 1):
+        rows = [dict(r) for r in ran]
+        rows[failing]["status"] = "failed: RuntimeError: out of memory"
+        table = format_table(rows)
+        assert "ncps_ltc / ltc" not in table
+        # a failed row's times, as a CSV written before this rule may hold, are not shown
+        assert ("40.0" in table, "10.0" in table) == (failing == 0, failing == 1)

@@ -47,6 +47,7 @@ def test_wheel_contains_configs(wheel: Path) -> None:
     }
     assert expected and expected <= shipped
     assert "cfc_bench/conf/config.yaml" in shipped and "cfc_bench/conf/model/cfc.yaml" in shipped
+    assert "cfc_bench/bench/settings/a.yaml" in names  # `cfc-bench bench --setting a`
 
 
 def test_installed_wheel_runs_outside_the_repo(wheel: Path, tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
         "time/step_ms",
         "time/infer_ms_per_seq",
         "time/probe_ms",
+        "time/probe_spread",
         "mem/peak_mb",
         "device",
         "device_name",
@@ -79,7 +80,7 @@ def test_metrics_file_keys_and_ranges(cfc_run: tuple[dict, Path]) -> None:
     assert on_disk["n_params"] == 16 * 4 * 32 + 4 * 16 + (1 + 16) * 32 + 32 + 16 * 2 + 2
     assert 0 < on_disk["time/epoch_s"] <= on_disk["time/train_s"]
     assert on_disk["time/step_ms"] > 0 and on_disk["time/infer_ms_per_seq"] > 0
-    assert on_disk["time/probe_ms"] > 0
+    assert on_disk["time/probe_ms"] > 0 and on_disk["time/probe_spread"] >= 1
     assert on_disk["mem/peak_mb"] > 50 and on_disk["threads"] >= 1
     assert on_disk["allocator"] in ("retained", "system")  # trainer.retain_freed_memory
     assert isinstance(on_disk["flush_denormal"], bool)  # trainer.flush_denormal

@@ -718,7 +718,7 @@ def plot_scaling(bench_dir: Path, figures: Path) -> tuple[list[Path], list[tuple
     """
     if not bench_dir.is_dir():
         return [], []
-    from cfc_bench.bench.cli import BenchError, plot_sweep
+    from cfc_bench.bench.output import BenchError, plot_sweep
 
     plotted, skipped = [], []
     for path in sorted(bench_dir.glob("*.csv")):

@@ -49,7 +49,7 @@ import yaml
 from tqdm import tqdm
 
 from cfc_bench.bench import cpu_runtime
-from cfc_bench.bench.probe import probe_ms, sync
+from cfc_bench.bench.probe import Probe, probe, sync
 from cfc_bench.config import RUNTIME_KEYS, Optimizer, RunConfig, flatten
 from cfc_bench.errors import ConfigError, OutputConflict, TrainingError
 from cfc_bench.io import atomic_write, write_json, write_text
@@ -249,7 +249,7 @@ class State:
     logger_id: str | None = None  # the wandb run a resumed job continues
     # code_version() at the first start and at every resume that ran other code
     code_versions: list[str | None] = field(default_factory=list)
-    # probe.probe_ms() at every start and after the last epoch: the machine's speed
+    # the readings of probe.probe() at every start and after the last epoch: machine speed
     probe_ms: list[float] = field(default_factory=list)
     # device_name() at the first start and at every resume on another machine (None: a
     # checkpoint that recorded none): a run in pieces may span machines of unlike speed
@@ -495,7 +495,8 @@ class Trainer:
             "time/epoch_s": statistics.median(steady),
             "time/train_s": sum(epochs),
             "time/step_ms": 1000 * statistics.median(steps),
-            "time/probe_ms": statistics.median(self.state.probe_ms),
+            "time/probe_ms": Probe(tuple(self.state.probe_ms)).ms,
+            "time/probe_spread": Probe(tuple(self.state.probe_ms)).spread,
         }
 
     def metrics(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -643,9 +644,9 @@ class Trainer:
         )
         self.logger = open_logger(self.cfg, self.experiment, self.out_dir, self.state.logger_id)
         self.state.logger_id = self.logger.run_id
-        self.state.probe_ms.append(probe_ms(self.device))
+        self.state.probe_ms.extend(probe(self.device).readings)
         self.fit()
-        self.state.probe_ms.append(probe_ms(self.device))
+        self.state.probe_ms.extend(probe(self.device).readings)
         metrics = self.metrics(self.test())
         self.logger.summary(metrics)
         self.logger.finish(exit_code=0)

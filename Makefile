@@ -46,7 +46,7 @@ lint: install
 # scaling figures of the `cfc-bench bench --sweep` CSVs under results/bench.
 tables: install
 	mkdir -p results/runs results/diagnostics
-	$(BIN)/cfc-bench tables --runs results/runs results/diagnostics --out results/tables \
+	$(BIN)/cfc-bench tables --committed --runs results/runs results/diagnostics --out results/tables \
 		--reported results/paper/reported.csv --readme results/README.md \
 		--figures results/figures --bench results/bench
 

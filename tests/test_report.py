@@ -190,6 +190,10 @@ def test_far_out_points_leave_the_others_readable(tmp_path: Path) -> None:
     means = np.array([0.63, 0.60, 0.95, 1.09, 0.89, 121.4, 1.25])
     assert far_out(means).tolist() == [False] * 5 + [True, False]
     assert not far_out(np.array([50.0, 99.0, 96.0, 77.0, 85.0, 51.0])).any()
+    assert not far_out(np.array([0.631, 0.80, 0.83, 0.82, 0.757])).any()  # not squashed
+    assert (
+        far_out(np.array([1.0, 1.1, 1.2, 1.3, 500.0, -400.0])).tolist() == [False] * 4 + [True] * 2
+    )
     table = pd.DataFrame(
         {
             "status": "ran",
@@ -211,3 +215,18 @@ def test_rules_in_words_come_from_the_judging_functions() -> None:
     assert "differ by more than 1.25x" in rule(machine_drifted)
     assert "within a factor of 2 of each other" in rule(speed_claim)
     assert "\n" not in rule(speed_claim) and "{" not in rule(machine_drifted)
+
+
+def test_unknown_metric_and_unreadable_outputs_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = tmp_path / "runs"
+    physionet_run(root / "garbled", 0, **{"test/auc": 0.8})
+    (root / "garbled/test_outputs.npz").write_bytes(b"not a zip")
+    record(root / "plugin", metric="f1", model="cfc", **{"test/f1": 0.5, "time/epoch_s": 1.0})
+    assert main(["--runs", str(root), "--out", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {root / 'plugin/metrics.json'}: unknown metric 'f1'" in err
+    assert f"skipped {root / 'garbled/test_outputs.npz'}: test/auprc not computed" in err
+    row = pd.read_csv(tmp_path / "t/physionet.csv").set_index("experiment").loc["physionet_cfc"]
+    assert row["n"] == 1 and pd.isna(row["auprc_mean"])

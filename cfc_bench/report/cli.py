@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cfc-bench tables: --reported {reported_path}: {err}", file=sys.stderr)
             return 1
     gathered = gather(args.runs)
+    results = task_results(gathered, reported)
     for path, reason in gathered.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    results = task_results(gathered, reported)
     write_tables(results, args.out)
     if not results:
         print(f"no metrics.json found below {' '.join(map(str, args.runs))}", file=sys.stderr)

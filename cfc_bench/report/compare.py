@@ -247,7 +247,8 @@ def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> 
 
 def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskResult]:
     """Each task's table: its runs labelled with their budget, one run per row and seed, the
-    timing sweeps' speed-ups, beside the paper's rows."""
+    timing sweeps' speed-ups, beside the paper's rows. Recorded outputs that cannot be read
+    are added to ``gathered.skipped``."""
     runs, failed = gathered.runs, gathered.failed
     if not len(runs):
         return {}
@@ -260,7 +261,8 @@ def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskRe
         task_runs = scored[scored["task"] == task]
         metric = lookup(task_runs["metric"].iloc[0])
         extras = task_extra_metrics(task, task_runs)
-        task_runs = fill_extra_scores(task_runs, extras)
+        task_runs, unreadable = fill_extra_scores(task_runs, extras)
+        gathered.skipped.extend(unreadable)
         paper = reported[reported["task"] == task] if len(reported) else reported
         task_failed = failed[failed["task"] == task] if "task" in failed else failed
         summary = with_paired(summarise(task_runs, metric, extras), paired)

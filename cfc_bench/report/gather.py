@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from cfc_bench.metrics import Metric, lookup
+from cfc_bench.metrics import METRICS, Metric, lookup
 
 REQUIRED = ("task", "model", "metric", "seed", "time/epoch_s", "device_name", "train_size")
 SWEEP_MARKER = "multirun.yaml"  # Hydra writes it at the top of every sweep folder
@@ -96,8 +97,8 @@ def extra_metrics(task: str, runs: pd.DataFrame) -> tuple[Metric, ...]:
     names = [m.name for m in declared_extra_metrics(task)]
     listed = runs["extra_metrics"] if "extra_metrics" in runs else []
     for value in listed:
-        if isinstance(value, list):
-            names += [n for n in value if n not in names]
+        if isinstance(value, list):  # a name this package does not declare has no column
+            names += [n for n in value if n not in names and n in METRICS]
     return tuple(lookup(n) for n in names)
 
 
@@ -108,10 +109,13 @@ def score_from_outputs(path: Path, metric: Metric) -> float:
     return float(metric.score(out, y, mask))
 
 
-def fill_extra_scores(runs: pd.DataFrame, metrics: Iterable[Metric]) -> pd.DataFrame:
+def fill_extra_scores(
+    runs: pd.DataFrame, metrics: Iterable[Metric]
+) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
     """``runs`` with ``test/<name>`` for each metric: recorded, computed from the run's
-    ``test_outputs.npz`` where it was not recorded, else NaN."""
+    ``test_outputs.npz`` where it was not recorded, else NaN; and the unreadable outputs."""
     runs = runs.copy()
+    unreadable = []
     for metric in metrics:
         key = f"test/{metric.name}"
         recorded = runs[key] if key in runs else pd.Series(math.nan, runs.index)
@@ -119,10 +123,13 @@ def fill_extra_scores(runs: pd.DataFrame, metrics: Iterable[Metric]) -> pd.DataF
         for path, value in zip(runs["path"], recorded, strict=True):
             outputs = Path(path).parent / OUTPUTS_FILE
             if (value is None or pd.isna(value)) and outputs.exists():
-                value = score_from_outputs(outputs, metric)
+                try:
+                    value = score_from_outputs(outputs, metric)
+                except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+                    unreadable.append((outputs, f"{key} not computed: {err}"))
             values.append(math.nan if value is None else float(value))
         runs[key] = values
-    return runs
+    return runs, unreadable
 
 
 def gather(roots: Sequence[Path]) -> Gathered:
@@ -131,6 +138,8 @@ def gather(roots: Sequence[Path]) -> Gathered:
         try:
             data = _read(path)
             missing = [k for k in REQUIRED if k not in data]
+            if "metric" in data and data["metric"] not in METRICS:
+                raise ValueError(f"unknown metric {data['metric']!r}")
             test_key = f"test/{data.get('metric')}"
             if test_key not in data:
                 missing.append(test_key)

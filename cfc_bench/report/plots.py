@@ -7,11 +7,11 @@ over seeds with a ±1 std bar, against the mean time per epoch on a log axis, th
 markers are runs exactly as their preset, hollow ones a reduced or changed budget (legend
 "budget", drawn as patches so that no marker shape means two things).
 
-Outliers. The score axis is fitted to the points that are not far out (Tukey's fences:
-beyond 3 interquartile ranges of the row means), so that one diverged model does not squash
-the others; a far-out point is drawn at the axis edge as a triangle pointing off the scale
-and labelled with its value. Matplotlib draws off-screen (Agg canvas, no pyplot state) and
-the PNG is written atomically.
+Outliers. The score axis is fitted to the points that are not far out (:func:`far_out`: a
+point that alone would widen the axis more than ``SQUASH`` times), so that one diverged model
+does not squash the others; a far-out point is drawn at the axis edge as a triangle pointing
+off the scale and labelled with its value. Matplotlib draws off-screen (Agg canvas, no
+pyplot state) and the PNG is written atomically.
 """
 
 from __future__ import annotations
@@ -31,16 +31,28 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from cfc_bench.io import atomic_write
 
 MARKERS = "osD^vP*X"
-FENCE = 3.0  # interquartile ranges beyond the quartiles: a far-out point (Tukey)
+SQUASH = 5.0  # a point that alone widens the score axis this many times is drawn off scale
 
 
 def far_out(values: np.ndarray) -> np.ndarray:
-    """Which of ``values`` lie beyond Tukey's far-out fences (none with fewer than 4 values)."""
-    if len(values) < 4:
-        return np.zeros(len(values), dtype=bool)
-    q1, q3 = np.percentile(values, [25, 75])
-    spread = q3 - q1
-    return (values < q1 - FENCE * spread) | (values > q3 + FENCE * spread)
+    """Which of ``values`` would squash the others: repeatedly, the extreme value (or the two
+    extremes, where one alone is not enough) whose removal shrinks the range of the rest more
+    than ``SQUASH`` times, as long as 3 values are left."""
+    out = np.zeros(len(values), dtype=bool)
+    while (~out).sum() > 3:
+        kept = np.flatnonzero(~out)
+        low, high = kept[np.argmin(values[kept])], kept[np.argmax(values[kept])]
+        span = values[high] - values[low]
+        options = sorted(
+            (np.ptp(values[np.setdiff1d(kept, drop)]), drop) for drop in ([low], [high])
+        )
+        if (~out).sum() > 4:
+            options.append((np.ptp(values[np.setdiff1d(kept, [low, high])]), [low, high]))
+        squashing = [drop for rest, drop in options if 0 < rest * SQUASH < span]
+        if not squashing:
+            break
+        out[squashing[0]] = True
+    return out
 
 
 def _limits(ran: pd.DataFrame, outlier: np.ndarray) -> tuple[float, float]:

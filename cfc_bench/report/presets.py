@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from cfc_bench.config import RUNTIME_KEYS, flatten
@@ -126,7 +127,7 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
     return Budget(text, not parts, bool(changed))
 
 
-def label_runs(runs: Any) -> Any:
+def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` (a DataFrame) with ``budget``, ``comparable`` (as its preset, and the preset is
     a paper preset: judged against the paper) and ``changed`` (a setting other than the budget
     differs) per run."""

@@ -82,9 +82,9 @@ def speed_claim(ours: float, paper: float, machine: float = math.nan) -> str | N
 
 
 def judged_speedup(row: pd.Series) -> tuple[float, float, bool]:
-    """*judged speed-up*: where a row has the timing sweep's speed-up (every preset of the
-    task trained a few epochs back to back, `make retime`), its speed claim is judged on it;
-    otherwise on the speed-up of its own sweep.
+    """*judged speed-up*: a row's speed claim is judged on its timing-sweep speed-up where it
+    has one (its models timed minutes apart), otherwise on the speed-up of its own sweep (whose
+    runs may be days apart).
 
     Returns the speed-up, its machine ratio, and whether it is the timing sweep's.
     """

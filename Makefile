@@ -43,10 +43,11 @@ lint: install
 # Tables, results/README.md (what reproduces, computed from the tables) and the figures
 # results/figures/<task>_metric_vs_time.png from every run under results/runs and
 # results/diagnostics (CHANGED rows beside their presets'), plus the
-# scaling figures of the `cfc-bench bench --sweep` CSVs under results/bench.
+# scaling figures of the `cfc-bench bench --sweep` CSVs under results/bench. Only this target
+# writes the committed results (--committed); `cfc-bench tables` alone writes outputs/tables.
 tables: install
 	mkdir -p results/runs results/diagnostics
-	$(BIN)/cfc-bench tables --runs results/runs results/diagnostics --out results/tables \
+	$(BIN)/cfc-bench tables --committed --runs results/runs results/diagnostics --out results/tables \
 		--reported results/paper/reported.csv --readme results/README.md \
 		--figures results/figures --bench results/bench
 

@@ -12,7 +12,7 @@ commands:
              cfc-bench train -m model=cfc,lstm task=xor seed=0,1,2
              cfc-bench train --help        config groups and their options
   tables   gather metrics.json files into per-task comparison tables
-             cfc-bench tables --runs outputs --out results/tables
+             cfc-bench tables --runs outputs --out outputs/tables
   data     download, inspect and verify benchmark datasets
              cfc-bench data download physionet --mirror ../shared/data
              cfc-bench data info walker
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         hydra_main()
         return 0
     if command == "tables":
-        from cfc_bench.report.tables import main as tables_main
+        from cfc_bench.report.cli import main as tables_main
 
         return tables_main(rest)
     if command == "data":

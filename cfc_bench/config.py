@@ -32,9 +32,10 @@ class Optimizer(Enum):
 
 
 # Settings that change how a run is executed or logged but not its results (the thread count
-# and flushed subnormals change rounding only): a run may resume (or count as done) under
-# other values of these, and tables compare runs without them.
+# and flushed subnormals change rounding only; paper_preset describes the preset): a run may
+# resume (or count as done) under other values of these, and tables compare runs without them.
 RUNTIME_KEYS = (
+    "paper_preset",
     "device",
     "data",
     "logger",
@@ -101,6 +102,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda or cuda:N
+    # The preset reproduces the paper (set by conf/paper_preset.yaml, which every paper preset
+    # includes): only runs of such a preset are judged against the paper's numbers.
+    paper_preset: bool = False
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

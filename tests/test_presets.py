@@ -34,14 +34,24 @@ def test_preset_uses_the_paper_protocol_and_names_its_sources(name: str) -> None
     text = (EXPERIMENTS / f"{name}.yaml").read_text()
     preset = yaml.safe_load(text)
     task, model = next((t, name[len(t) + 1 :]) for t in TASKS if name.startswith(f"{t}_"))
-    assert preset["defaults"] == [{"override /model": model}, {"override /task": task}]
-    assert preset["task"]["protocol"] == "paper"
+    assert preset["defaults"] == [
+        "/paper_preset",  # the paper protocol, stated once for every paper preset
+        {"override /model": model},
+        {"override /task": task},
+    ]
+    assert "protocol" not in preset.get("task", {})
     assert preset["trainer"]["epochs"] > 0 and preset["model"]["hidden"] > 0
     body = text.split("defaults:")[1].splitlines()
     values = [line for line in body if line.startswith("  ") and not line.strip().endswith(":")]
     values = [line for line in values if not line.strip().startswith("- override")]
     unsourced = [line for line in values if "  # " not in line]
     assert not unsourced, f"values without a source comment: {unsourced}"
+
+
+def test_paper_presets_share_one_declaration() -> None:
+    """conf/paper_preset.yaml: the field that makes a preset the paper's, and the protocol."""
+    shared = yaml.safe_load((EXPERIMENTS.parent / "paper_preset.yaml").read_text())
+    assert shared == {"paper_preset": True, "task": {"protocol": "paper"}}
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from cfc_bench.config import compose
-from cfc_bench.report.tables import (
-    agreement,
-    budget,
-    compose_presets,
-    load_reported,
-    main,
-    speed_claim,
-)
+from cfc_bench.report.cli import main
+from cfc_bench.report.compare import load_reported
+from cfc_bench.report.judge import agreement, speed_claim
+from cfc_bench.report.presets import budget, compose_presets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,19 +220,24 @@ def test_reduced_budget_rows_are_not_judged(reported: Path, tmp_path: Path) -> N
     assert "Reproduces" not in readme and "Does not reproduce" not in readme
 
 
+def cfc_run(folder: Path, task: str, metric: str, epochs: int, seed: int = 0, **values) -> None:
+    """A CfC run of the task's paper preset, one second per epoch."""
+    record(
+        folder,
+        task=task,
+        metric=metric,
+        model="cfc",
+        experiment=f"{task}_cfc",
+        seed=seed,
+        epochs=epochs,
+        **{"time/epoch_s": 1.0, **values},
+    )
+
+
 def walker_cfc_runs(root: Path, scores: list[dict[str, float]]) -> Path:
     """One Walker2d CfC run of the paper preset per entry of ``scores`` (its metrics)."""
     for seed, metrics in enumerate(scores):
-        record(
-            root / f"cfc{seed}",
-            task="walker",
-            metric="mse",
-            model="cfc",
-            experiment="walker_cfc",
-            seed=seed,
-            epochs=50,
-            **{**metrics, "time/epoch_s": 1.0},
-        )
+        cfc_run(root / f"cfc{seed}", "walker", "mse", 50, seed, **metrics)
     return root
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import ClassVar
 
 import torch
 from omegaconf import MISSING
@@ -36,6 +37,8 @@ class TaskConfig:
     name: str = MISSING
     protocol: Protocol = Protocol.default
     train_limit: int | None = None  # keep only the first N training sequences (reduced budget)
+    # recorded beside the task's metric (its Task's extra_metrics); the tables show a column each
+    extra_metrics: ClassVar[tuple[Metric, ...]] = ()
 
     def build(self, data: DataConfig) -> Task:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")

@@ -93,6 +93,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ from sklearn.model_selection import train_test_split
 from cfc_bench.data.cache import cached
 from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
-from cfc_bench.metrics import AUC, AUPRC
+from cfc_bench.metrics import AUC, AUPRC, Metric
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
@@ -139,6 +140,8 @@ class PhysioSet(Enum):
 @dataclass
 class PhysioNetConfig(TaskConfig):
     name: str = "physionet"
+    # the field reports AUROC and AUPRC together
+    extra_metrics: ClassVar[tuple[Metric, ...]] = (AUPRC,)
     sets: list[PhysioSet] = field(default_factory=lambda: [PhysioSet.a])
     bin_hours: float = 0.016
     split_seed: int = 42  # random_state of the train/test split; 42 as the reference
@@ -166,7 +169,7 @@ class PhysioNetConfig(TaskConfig):
             SequenceIO(2 * N_FEATURES, 2, values_with_mask=True),
             per_step=False,
             metric=AUC,
-            extra_metrics=(AUPRC,),  # the field reports AUROC and AUPRC together
+            extra_metrics=self.extra_metrics,
             splits=splits,
             notes={
                 "records": f"{len(everyone)} from set-{'/'.join(self.set_names())}",

@@ -1,0 +1,148 @@
+"""Comparing a run with its preset: the budget column, and whether a preset is the paper's.
+
+A run that names a preset (``experiment``) is compared with it: ``conf/experiment/<preset>.yaml``
+composed with the run's model (a preset that fixes no model, such as ``demo``, is compared
+with the model the run used) and the run's seed. The run's side is the resolved
+``config.yaml`` beside its metrics or, without one, the ``epochs``, ``train_limit`` and
+``protocol`` of its metrics. Every model, task or trainer setting that differs is stated:
+fewer epochs, ``task.train_limit`` or data that a task notes as "NOT the paper protocol" make
+a row REDUCED, anything else CHANGED. Settings that change neither what is learnt nor the
+budget (``IGNORED``) are not compared.
+
+Paper presets. A preset is the paper's when it declares so: every paper preset includes
+``conf/paper_preset.yaml``, which sets ``paper_preset: true`` (and the settings every paper
+preset shares). Only runs of a paper preset are judged against the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from cfc_bench.config import RUNTIME_KEYS, flatten
+
+# settings that change neither what is learnt nor the budget
+IGNORED = ("seed", *RUNTIME_KEYS, "trainer.eval_batch_size")
+NOT_PAPER_DATA = "NOT the paper protocol"  # how a task's notes flag a smoke data subset
+NOT_PAPER_PRESET = "not the paper preset"
+
+
+def compose_presets(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], DictConfig | None]:
+    """Each (preset, model) composed (unresolved, so that the seed can be set per run).
+
+    None where the preset does not exist or no longer composes.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from cfc_bench.config import config_names, register_configs
+
+    register_configs()
+    known = set(config_names("experiment"))
+    presets: dict[tuple[str, str], DictConfig | None] = dict.fromkeys(pairs)
+    with initialize_config_module("cfc_bench.conf", version_base="1.3"):
+        for name, model in sorted(p for p in pairs if p[0] in known):
+            try:
+                overrides = [f"experiment={name}", f"model={model}"]
+                presets[name, model] = compose("config", overrides=overrides)
+            except HydraException:  # a preset that no longer composes: no budget to compare
+                presets[name, model] = None
+    return presets
+
+
+def is_paper_preset(preset: DictConfig | None) -> bool:
+    """Whether a composed preset declares itself a paper preset (``paper_preset: true``)."""
+    return preset is not None and bool(preset.get("paper_preset", False))
+
+
+def _plain(config: DictConfig, seed: Any) -> dict[str, Any]:
+    config = config.copy()
+    config.seed = seed  # interpolations such as task.resample_seed=${seed} follow the run
+    flat = flatten(OmegaConf.to_container(config, resolve=True, enum_to_str=True))
+    return {
+        k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in IGNORED)
+    }
+
+
+def schema_defaults(config: DictConfig) -> dict[str, Any]:
+    """The dataclass defaults of every structured group of ``config`` (model, task, ...),
+    flattened as :func:`_plain` flattens."""
+    found = {}
+    for group, node in config.items():
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema):
+            plain = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+            found |= {f"{group}.{k}": v for k, v in flatten(plain).items()}
+    return found
+
+
+class Budget(NamedTuple):
+    text: str  # "as preset (N epochs)" or what is REDUCED and CHANGED
+    matches: bool  # the run is its preset's, as the preset says
+    changed: bool  # a setting other than the budget differs (or there is no preset)
+
+
+def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
+    """How a run's settings differ from its preset's, and whether they match it."""
+    notes = [str(v) for k, v in run.items() if k.startswith("note/") and NOT_PAPER_DATA in str(v)]
+    if preset is None:
+        what = "no preset" if run["experiment"] == "-" else f"preset {run['experiment']} not found"
+        details = [f"{run.get('epochs', '?')} epochs"]
+        if run.get("train_limit") is not None:
+            details.append(f"task.train_limit={run['train_limit']}")
+        details += [f"data: {n}" for n in notes]
+        return Budget(f"{what}: {'; '.join(details)}", False, True)
+    want = _plain(preset, run["seed"])
+    if run.get("config") is not None:
+        have = _plain(run["config"], run["seed"])
+        # A setting added after the run is absent from its config.yaml; the run had the
+        # behaviour that the setting's default keeps (new settings default to the old way).
+        defaults = schema_defaults(preset)
+        have |= {k: defaults[k] for k in want.keys() - have.keys() if k in defaults}
+    else:  # no config.yaml: what metrics.json records of the budget and protocol
+        have = {
+            **want,
+            "trainer.epochs": run.get("epochs"),
+            "task.train_limit": run.get("train_limit"),
+            "task.protocol": run.get("protocol", want.get("task.protocol")),
+        }
+    reduced, changed = [], []
+    for key in sorted(want.keys() | have.keys()):
+        mine, theirs = have.get(key, "-"), want.get(key, "-")
+        if mine == theirs:
+            continue
+        if key == "trainer.epochs" and isinstance(mine, int) and isinstance(theirs, int):
+            (reduced if mine < theirs else changed).append(f"{mine}/{theirs} epochs")
+        elif key == "task.train_limit" and theirs is None:
+            reduced.append(f"{key}={mine}")
+        else:
+            changed.append(f"{key}={mine} (preset: {theirs})")
+    reduced += [f"data: {n}" for n in notes]
+    parts = [f"REDUCED: {'; '.join(reduced)}"] if reduced else []
+    parts += [f"CHANGED: {'; '.join(changed)}"] if changed else []
+    text = " ".join(parts) or f"as preset ({want['trainer.epochs']} epochs)"
+    return Budget(text, not parts, bool(changed))
+
+
+def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (a DataFrame) with ``budget``, ``comparable`` (as its preset, and the preset is
+    a paper preset: judged against the paper) and ``changed`` (a setting other than the budget
+    differs) per run."""
+    records = runs.to_dict("records")
+    presets = compose_presets(
+        {(r["experiment"], r["model"]) for r in records if r["experiment"] != "-"}
+    )
+    chosen = [presets.get((r["experiment"], r["model"])) for r in records]
+    labels = [budget(r, p) for r, p in zip(records, chosen, strict=True)]
+    paper = [is_paper_preset(p) for p in chosen]
+    return runs.assign(
+        budget=[
+            b.text if p or not b.matches else f"{b.text}; {NOT_PAPER_PRESET}"
+            for b, p in zip(labels, paper, strict=True)
+        ],
+        comparable=[b.matches and p for b, p in zip(labels, paper, strict=True)],
+        changed=[b.changed for b in labels],
+    )

@@ -7,6 +7,7 @@ import torch
 
 from cfc_bench.config import compose, config_names
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.models.layers import LECUN_SCALE, LECUN_SLOPE, Activation, activation
 
 MODELS = config_names("model")
 B, T, N_IN, N_OUT = 4, 9, 6, 3
@@ -100,3 +101,19 @@ def test_padding_reaches_neither_outputs_nor_gradients(
     torch.testing.assert_close(filled_out, zero_out, atol=0, rtol=0)
     for filled, zero in zip(filled_grads, zero_grads, strict=True):
         torch.testing.assert_close(filled, zero, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", [a.name for a in Activation])
+def test_shared_activations_give_their_function_and_gradient(kind: str) -> None:
+    """Each shared activation (LeCun's tanh: 1.7159·tanh(0.666·x)) and its autograd gradient."""
+    expected = {
+        "silu": torch.nn.functional.silu,
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "gelu": torch.nn.functional.gelu,
+        "lecun_tanh": lambda u: LECUN_SCALE * torch.tanh(LECUN_SLOPE * u),
+    }[kind]
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+    ours, theirs = activation(kind)(x), expected(x)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(*(torch.autograd.grad(y.sum(), x)[0] for y in (ours, theirs)))

@@ -115,6 +115,9 @@ class MixedMemoryLSTM(nn.Module):
 
 
 class CfC(SequenceModel):
+    """The CfC network of the module docstring and its linear readout; ``states`` and
+    ``last_states`` run the fused loop, ``reference_states`` the plain step."""
+
     def __init__(self, cfg: CfCConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
         self.mode = CfCMode(cfg.mode)

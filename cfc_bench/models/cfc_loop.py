@@ -1,9 +1,8 @@
 """The CfC time loop as one autograd node, :class:`Recurrence`, with the backward pass
 through time written out by hand: the fast path of :class:`cfc_bench.models.cfc.CfC`.
 
-It computes the same function as the plain step of ``cfc.py`` (``CfC.reference_states``), to
-which tests/test_cfc_loop.py holds it (outputs and every gradient, each mode, float64), as
-tests/test_parity_ncps.py holds it to ``ncps.torch.CfC``.
+It computes the plain step of ``cfc.py`` (``CfC.reference_states``), to which
+tests/test_cfc_loop.py holds it (outputs and every gradient), as test_parity_ncps.py to ncps.
 
 Why by hand: step-by-step autograd records ~15 nodes and their saved tensors per step, which
 on CPU cost about as much as the matrix products. The loop runs under TorchScript
@@ -15,8 +14,7 @@ ride in the products and no step adds or copies one. The heads' matrix carries t
 sigmoid). Weight gradients accumulate in place step by step, while a step's operands are
 still in cache; pre-activation gradients go to one buffer per layer, used up within the
 step. Outputs at the last valid step are picked inside the loop, so the backward pass gets
-their gradient, not a ``[T,B,H]`` one of zeros. The functions below are TorchScript; with
-``script`` False they run as plain Python.
+their gradient, not a ``[T,B,H]`` one of zeros. Without ``script`` the loop runs as Python.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ from cfc_bench.models.layers import LECUN_SCALE, LECUN_SLOPE, Activation
 
 
 def fast_tanh(x: Tensor) -> Tensor:
-    """``tanh(x)`` as ``2·sigmoid(2x) − 1`` (faster on CPU), in place on the sigmoid: for the
-    loop, which records no autograd graph."""
+    """``tanh(x)`` as ``2·σ(2x) − 1`` (faster on CPU), in place: the loop records no graph."""
     return torch.sigmoid(2 * x).mul_(2).sub_(1)
 
 
@@ -491,19 +488,8 @@ class Recurrence(torch.autograd.Function):
             if g_xs is not None:
                 g_xs = g_xs + d_lstm_x @ lstm_in_w
         g_heads = g_hidden[-2:] if n_weights else [None, None]
-        return (
-            None,
-            None,
-            None,
-            g_xs,
-            None,
-            g_first_w,
-            g_first_b,
-            *g_heads,
-            g_A,
-            g_w_tau,
-            g_lstm_in_w,
-            g_lstm_in_b,
-            None if g_lstm is None else g_lstm.t(),
-            *g_hidden[:-2],
-        )
+        g_lstm_rec = None if g_lstm is None else g_lstm.t()
+        g_lstm_maps = (g_lstm_in_w, g_lstm_in_b, g_lstm_rec)
+        # None for spec, keep, last and dt: no gradient
+        inputs = (None, None, None, g_xs, None, g_first_w, g_first_b, *g_heads, g_A, g_w_tau)
+        return (*inputs, *g_lstm_maps, *g_hidden[:-2])

@@ -49,7 +49,7 @@ def test_retained_memory_leaves_a_cfc_training_step_without_page_faults(tmp_path
     assert (system["allocator"], retained["allocator"]) == ("system", "retained")
     # A step allocates ~40 MB (10,000 pages) of tensors; kept memory leaves under 1 % fresh.
     # The system's count is not asserted: whether glibc trims depends on the interleaving of
-    # the threads' requests (41 and 5,410 per step in two runs on this machine).
+    # the threads' requests (from tens to thousands per step between runs).
     assert float(retained["train_faults"]) < 100
 
 

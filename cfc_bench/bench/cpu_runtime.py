@@ -4,19 +4,16 @@
 its heap back to the kernel once it exceeds a threshold that adapts to past requests
 (``M_TRIM_THRESHOLD``), and serves large requests with fresh maps (``M_MMAP_THRESHOLD``). A
 training step that frees and re-allocates ``[T,B,·]`` buffers of megabytes then takes a page
-fault for every 4 KiB page it touches again, about 3 µs each on this project's VM: `make
-bench`'s ``train_faults`` column counted up to ~3,900 per CfC step of setting (b) at 2
-threads, none with both thresholds fixed. The cost is memory after a peak: the process
-keeps what it once used.
+fault, microseconds each, for every 4 KiB page it touches again (`cfc-bench bench` counts
+them per step: ``train_faults``); with both thresholds fixed it takes almost none. The cost
+is memory after a peak: the process keeps what it once used.
 
 **Flushed subnormals** (``torch.set_flush_denormal``: the CPU's flush-to-zero and
 denormals-are-zero modes). Gradients that vanish through time reach magnitudes below
-1.2e-38, where each arithmetic operation takes a slow path: in a one-off diagnostic (not
-kept), ``silu_backward`` on a ``[256,256]`` gradient of subnormals ran ~3x slower, a whole
-CfC training step of setting (b) 2 % slower (117 vs 115 ms, 1 thread, the two modes
-interleaved). Flushed, such values are zero, which no optimizer step can tell apart (Adam's
-``eps`` is 1e-8). The mode is per thread and inherited by threads created later, so it is
-set before torch starts its thread pool.
+1.2e-38, where each arithmetic operation takes a slow path (an elementwise kernel such as
+``silu_backward`` runs several times slower on them). Flushed, such values are zero, which
+no optimizer step can tell apart (Adam's ``eps`` is 1e-8). The mode is per thread and
+inherited by threads created later, so it is set before torch starts its thread pool.
 """
 
 from __future__ import annotations

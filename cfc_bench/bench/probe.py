@@ -80,8 +80,9 @@ def probe(device: torch.device, readings: int = READINGS) -> Probe:
 
 
 def supported(ratio: float, *spreads: float) -> bool:
-    """Whether a machine ratio (one probe's median over another's, or over a mean of others)
-    is more than the probes' own ``spreads`` can make: ``ratio`` or its inverse above their
-    product. False where a spread is unknown (NaN: a single reading, or no spread recorded)."""
+    """Whether a machine ratio (one probe's median over another's) is more than the probes'
+    own ``spreads`` can make: ``ratio`` or its inverse above their product. For a ratio to the
+    mean of several probes, give the largest of their spreads as theirs. False where a spread
+    is unknown (NaN: a single reading, or a run that recorded no spread)."""
     bound = math.prod(spreads)
     return not math.isnan(bound) and max(ratio, 1 / ratio) > bound

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel, last_steps
+from cfc_bench.ranges import ranged
 
 LECUN_SCALE, LECUN_SLOPE = 1.7159, 0.666
 
@@ -103,11 +104,11 @@ class PureInit(Enum):
 class CfCConfig(ModelConfig):
     name: str = "cfc"
     mode: CfCMode = CfCMode.default
-    hidden: int = 64
-    backbone_units: int = 128
-    backbone_layers: int = 1
+    hidden: int = ranged(64, ge=1)
+    backbone_units: int = ranged(128, ge=1)
+    backbone_layers: int = ranged(1, ge=0)
     backbone_activation: Activation = Activation.lecun_tanh
-    backbone_dropout: float = 0.0
+    backbone_dropout: float = ranged(0.0, ge=0, lt=1)
     # Dropout after the first layer too, as the TensorFlow reference (XOR, Walker, ET-sMNIST
     # runs); the PyTorch reference and ncps apply it from the second layer on (False).
     dropout_first_layer: bool = False

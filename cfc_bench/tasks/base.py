@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 from cfc_bench.metrics import Metric
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 
 
 class Protocol(Enum):
@@ -42,7 +43,8 @@ class TaskConfig:
 
     name: str = MISSING
     protocol: Protocol = Protocol.default
-    train_limit: int | None = None  # keep only the first N training sequences (reduced budget)
+    # keep only the first N training sequences (reduced budget)
+    train_limit: int | None = ranged(None, ge=1)
 
     def build(self, data: DataConfig) -> Task:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")

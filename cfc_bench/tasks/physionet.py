@@ -103,6 +103,7 @@ from cfc_bench.data.store import cached, dataset_dir
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class PhysioSet(Enum):
 class PhysioNetConfig(TaskConfig):
     name: str = "physionet"
     sets: list[PhysioSet] = field(default_factory=lambda: [PhysioSet.a])
-    bin_hours: float = 0.016
+    bin_hours: float = ranged(0.016, gt=0)
     split_seed: int = 42  # random_state of the train/test split; 42 as the reference
 
     def build(self, data: DataConfig) -> Task:

@@ -90,7 +90,7 @@ from cfc_bench.io import atomic_write
 from cfc_bench.models.base import ModelConfig, SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
 from cfc_bench.models.ltc import LTCConfig
-from cfc_bench.run.trainer import device_name, resolve_device
+from cfc_bench.run.provenance import device_name, resolve_device
 
 DIMENSIONS = ("batch", "steps", "inputs", "hidden")
 SYMBOLS = {"batch": "B", "steps": "T", "inputs": "I", "hidden": "H"}

@@ -169,14 +169,16 @@ def _candidates(name: str, cfg: DataConfig, entry: dict[str, Any] | None) -> lis
     return unique
 
 
-def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
+def dataset_dir(
+    name: str, required: Sequence[str], cfg: DataConfig, install_missing: bool = True
+) -> Path:
     """The folder holding dataset ``name`` with every path in ``required`` present in it.
 
     A folder recorded in the manifest must also still hold every recorded file at its
     recorded size, else this raises rather than let a task read half-built data. A dataset
     found nowhere is installed first (from the mirror, else its official source); without
     network that fails with a message naming the expected folder, the URL and the mirror
-    option.
+    option; ``install_missing=False`` only looks.
     """
     entry = _entry(data_root(cfg), name)
     candidates = _candidates(name, cfg, entry)
@@ -193,7 +195,7 @@ def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
                 _used[name] = folder
             return folder
     looked = " or ".join(str(folder / required[0]) for folder in candidates)
-    if name in DATASETS:  # fetch it, as `cfc-bench data download` would
+    if install_missing and name in DATASETS:  # fetch it, as `cfc-bench data download` would
         log.info("dataset '%s' not found in %s: installing it", name, data_root(cfg))
         try:
             folder = install(DATASETS[name], cfg)

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from runs import TIMEOUT, TINY, cli, environment, read_json, start, table_row
 
 from cfc_bench.run.cores import available_cores, launcher_threads
+from cfc_bench.text import plural
 
 JOBS = ["0_xor_cfc_seed0", "1_xor_lstm_seed0"]
 
@@ -54,6 +55,9 @@ def test_two_job_sweep_then_tables(
     assert all(m["epochs"] == 2 and m["threads"] == threads for m in metrics)
     assert read_json(sweep / "summary.json")["done"] == JOBS
     assert not list(sweep.rglob(".lock"))
+    if launcher == "submitit_local":
+        cores = plural(available_cores(), "core")
+        assert f"runs 2 jobs at once on {cores}: {plural(threads, 'CPU')} each" in out.stdout
     if launcher != "ray":  # each job's epoch lines on the console, saying whose they are
         epochs = [line for line in out.stdout.splitlines() if " - epoch 2/2 " in line]
         assert sorted(line.split()[0] for line in epochs) == [f"[{job}]" for job in JOBS]

@@ -67,6 +67,8 @@ def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
 
 
 class Trainer:
+    """One run's model, splits and optimizer, trained into a :class:`RunFolder` (see ``run``)."""
+
     def __init__(self, cfg: RunConfig, folder: RunFolder, experiment: str | None, config_yaml: str):
         self.cfg = cfg
         self.folder = folder

@@ -8,6 +8,7 @@ fails at composition, before any data is loaded.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import os
 import pkgutil
@@ -17,11 +18,13 @@ from types import ModuleType
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cfc_bench import models, tasks
+from cfc_bench import models, ranges, tasks
+from cfc_bench.errors import ConfigError
 from cfc_bench.models.base import ModelConfig
 from cfc_bench.plugins import GROUPS, Plugin, discover
+from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, Select, TaskConfig
 
 
@@ -50,20 +53,21 @@ RUNTIME_KEYS = (
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 1024
+    epochs: int = ranged(10, ge=1)
+    batch_size: int = ranged(128, ge=1)
+    eval_batch_size: int = ranged(1024, ge=1)
     optimizer: Optimizer = Optimizer.adam
-    lr: float = 1e-3
-    decay: float = 1.0  # learning rate multiplied by this after every epoch
-    weight_decay: float = 0.0
+    lr: float = ranged(1e-3, gt=0)
+    decay: float = ranged(1.0, gt=0)  # learning rate multiplied by this after every epoch
+    weight_decay: float = ranged(0.0, ge=0)
     # RMSprop's moving-average factor of squared gradients: 0.99 is torch's default; the
     # TensorFlow scripts of the paper use Keras' (rho) 0.9, which takes smaller first steps.
-    rmsprop_alpha: float = 0.99
-    clip_norm: float | None = None  # gradient-norm clipping; None = off
-    class_weights: list[float] | None = None  # cross-entropy weight per class
+    rmsprop_alpha: float = ranged(0.99, ge=0, lt=1)
+    clip_norm: float | None = ranged(None, gt=0)  # gradient-norm clipping; None = off
+    # cross-entropy weight per class
+    class_weights: list[float] | None = ranged(None, ge=0)
     select: Select = Select.best_val  # weights evaluated on test (a task's protocol may override)
-    threads: int | None = None  # torch intra-op threads; None = torch's default
+    threads: int | None = ranged(None, ge=1)  # torch intra-op threads; None = torch's default
     # Keep freed memory in the process (glibc's malloc) so that steps reuse it without page
     # faults (cfc_bench/bench/cpu_runtime.py); False leaves glibc's adaptive thresholds.
     retain_freed_memory: bool = True
@@ -187,7 +191,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     register_configs()
     with initialize_config_module("cfc_bench.conf", version_base="1.3"):
         cfg = hydra_compose("config", overrides=list(overrides))
-    return OmegaConf.to_object(cfg)
+    return run_config(cfg)
 
 
 def _packaged_names(group: str) -> list[str]:
@@ -204,3 +208,37 @@ def config_names(group: str) -> list[str]:
     if group in GROUPS:
         names += plugins(group)[0]
     return sorted(names)
+
+
+
+def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of ``node`` that its schema does not declare: keys added with Hydra's
+    ``+key=value``, which a structured config accepts and then drops without a word."""
+    schema = OmegaConf.get_type(node)
+    known = (
+        {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    )
+    found = []
+    for key in node:
+        if known is not None and key not in known:
+            found.append(f"{prefix}{key}")
+        elif isinstance(child := node._get_node(key), DictConfig):
+            found += unknown_keys(child, f"{prefix}{key}.")
+    return found
+
+
+def run_config(cfg: DictConfig) -> RunConfig:
+    """The composed config as a :class:`RunConfig`, or a ConfigError naming the first key its
+    schema does not declare or whose value lies outside its range (cfc_bench.ranges)."""
+    for key in unknown_keys(cfg):
+        parent, _, name = key.rpartition(".")
+        schema = OmegaConf.get_type(OmegaConf.select(cfg, parent)) if parent else RunConfig
+        options = [f.name for f in dataclasses.fields(schema)]
+        close = difflib.get_close_matches(name, options, n=1)
+        hint = f"did you mean {parent}.{close[0]}? " if close else ""
+        raise ConfigError(
+            f"unknown key '{key}': {hint}{parent or 'the config'} has {', '.join(options)}"
+        )
+    run_cfg = OmegaConf.to_object(cfg)
+    ranges.check(run_cfg)
+    return run_cfg

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cfc_bench.io import write_text
-from cfc_bench.run.trainer import device_name
+from cfc_bench.run.provenance import device_name
 
 # task -> overrides for what the mirror holds (the full ET-sMNIST and person-activity
 # files are not in ../shared/data)

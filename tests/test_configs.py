@@ -9,6 +9,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from cfc_bench.config import RunConfig, compose, config_names
+from cfc_bench.errors import ConfigError
 from cfc_bench.models.base import ModelConfig
 from cfc_bench.tasks.base import TaskConfig
 
@@ -56,3 +57,65 @@ def test_unknown_model_lists_options() -> None:
         compose(["model=nope"])
     message = str(err.value)
     assert "nope" in message and "cfc" in message and "lstm" in message
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.epochs=0", "trainer.epochs=0 is out of range: trainer.epochs must be >= 1"),
+        ("trainer.batch_size=0", "trainer.batch_size must be >= 1"),
+        ("trainer.eval_batch_size=-3", "trainer.eval_batch_size must be >= 1"),
+        ("trainer.lr=0", "trainer.lr=0.0 is out of range: trainer.lr must be > 0"),
+        ("trainer.lr=nan", "trainer.lr=nan is out of range"),
+        ("trainer.decay=0", "trainer.decay must be > 0"),
+        ("trainer.weight_decay=-1e-4", "trainer.weight_decay must be >= 0"),
+        ("trainer.rmsprop_alpha=1", "trainer.rmsprop_alpha must be in [0, 1)"),
+        ("trainer.clip_norm=0", "trainer.clip_norm must be > 0 (or null)"),
+        ("trainer.class_weights=[1,-1]", "each value of trainer.class_weights must be >= 0"),
+        ("trainer.threads=0", "trainer.threads must be >= 1 (or null)"),
+        ("model.hidden=0", "model.hidden=0 is out of range: model.hidden must be >= 1"),
+        ("model.backbone_dropout=1", "model.backbone_dropout must be in [0, 1)"),
+        ("task.train_limit=0", "task.train_limit must be >= 1 (or null)"),
+        ("task.train_samples=0", "task.train_samples must be >= 1"),
+    ],
+)
+def test_values_out_of_range_fail_at_composition(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose(["model=cfc", "task=xor", override])
+    assert message in str(err.value)
+
+
+def test_edges_of_ranges_and_off_values_compose() -> None:
+    cfg = compose(
+        [
+            "trainer.epochs=1",
+            "trainer.rmsprop_alpha=0",
+            "trainer.clip_norm=null",
+            "trainer.class_weights=[0,2]",
+            "trainer.threads=null",
+            "trainer.decay=1e40",  # a growing learning rate is allowed (tests use it)
+            "model=cfc",
+            "model.backbone_layers=0",
+        ]
+    )
+    assert (cfg.trainer.epochs, cfg.trainer.class_weights, cfg.model.backbone_layers) == (
+        1,
+        [0.0, 2.0],
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("+trainer.epoch=5", "trainer.epoch"),
+        ("+model.no_such_key=1", "model.no_such_key"),
+        ("+task.no_such_key=1", "task.no_such_key"),
+        ("+data.no_such_key=1", "data.no_such_key"),
+        ("+logger.no_such_key=1", "logger.no_such_key"),
+        ("+no_such_key=1", "no_such_key"),
+    ],
+)
+def test_keys_added_with_plus_are_refused(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        compose(["model=cfc", override])

@@ -26,7 +26,7 @@ from test_training import run
 
 from cfc_bench.bench.cli import main as bench_main
 from cfc_bench.errors import ConfigError
-from cfc_bench.run.trainer import resolve_device
+from cfc_bench.run.provenance import resolve_device
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),

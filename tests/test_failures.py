@@ -108,3 +108,29 @@ def test_non_finite_first_forward_pass_blames_the_inputs_not_the_learning_rate(
     assert out.returncode == 1
     assert re.search(r"non-finite training loss \((nan|inf)\) at epoch 1, step 1 of", out.stderr)
     assert "very first forward pass" in out.stderr and "lower trainer.lr" not in out.stderr
+
+
+def test_setting_out_of_range_in_a_sweep_fails_that_job_only(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ("train", "-m", *TINY, "trainer.lr=-0.1,0.01", f"hydra.sweep.dir={sweep}")
+    out = cli(*args, cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    summary = read_json(sweep / "summary.json")
+    assert summary["done"] == ["1_xor_cfc_seed0"]
+    (failed,) = summary["failed"]
+    assert failed["job"] == "0_xor_cfc_seed0"
+    assert failed["reason"] == (
+        "ConfigError: trainer.lr=-0.1 is out of range: trainer.lr must be > 0"
+    )
+
+
+def test_a_missing_dataset_is_installed_once(tmp_path: Path) -> None:
+    """MNIST without its training images: one attempt to install it, one error naming them."""
+    (tmp_path / "mirror" / "mnist").mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "mirror" / "mnist" / name).write_bytes(b"")
+    data = [f"data.root={tmp_path / 'data'}", f"data.mirror={tmp_path / 'mirror'}"]
+    out = cli("train", "task=et_smnist", *data, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "MNIST file(s) missing: train-images-idx3-ubyte.gz" in out.stderr
+    assert out.stdout.count("installing it") == 1

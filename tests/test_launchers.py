@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 from runs import TIMEOUT, TINY, cli, environment, read_json, start, table_row
 
-from cfc_bench.run.app import available_cores, launcher_threads
+from cfc_bench.run.cores import available_cores, launcher_threads
+from cfc_bench.text import plural
 
 JOBS = ["0_xor_cfc_seed0", "1_xor_lstm_seed0"]
 
@@ -19,7 +20,8 @@ JOBS = ["0_xor_cfc_seed0", "1_xor_lstm_seed0"]
     "launcher,options,threads",
     [
         ("joblib", ["hydra.launcher.n_jobs=2"], max(1, available_cores() // 2)),
-        ("submitit_local", ["hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"], 1),
+        # every job at once: the cores are split between them unless cpus_per_task is set
+        ("submitit_local", ["hydra.launcher.timeout_min=10"], max(1, available_cores() // 2)),
         (
             "ray",  # a local Ray cluster of 2 CPUs, without the dashboard (quicker to start)
             [
@@ -52,6 +54,13 @@ def test_two_job_sweep_then_tables(
     assert [m["model"] for m in metrics] == ["cfc", "lstm"]
     assert all(m["epochs"] == 2 and m["threads"] == threads for m in metrics)
     assert read_json(sweep / "summary.json")["done"] == JOBS
+    assert not list(sweep.rglob(".lock"))
+    if launcher == "submitit_local":
+        cores = plural(available_cores(), "core")
+        assert f"runs 2 jobs at once on {cores}: {plural(threads, 'CPU')} each" in out.stdout
+    if launcher != "ray":  # each job's epoch lines on the console, saying whose they are
+        epochs = [line for line in out.stdout.splitlines() if " - epoch 2/2 " in line]
+        assert sorted(line.split()[0] for line in epochs) == [f"[{job}]" for job in JOBS]
 
     tables = cli("tables", "--runs", str(sweep), "--out", str(tmp_path / "tables"), cwd=tmp_path)
     assert tables.returncode == 0, tables.stderr

@@ -15,8 +15,9 @@ from runs import SLOW_EPOCHS, TIMEOUT, cli, read_json, start, wait_into_epoch
 
 from cfc_bench.config import compose
 from cfc_bench.errors import OutputConflict
-from cfc_bench.run import trainer
-from cfc_bench.run.trainer import config_changes, exclusive, train
+from cfc_bench.run import folder, provenance
+from cfc_bench.run.folder import config_changes, exclusive
+from cfc_bench.run.job import train
 
 LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[[\w.]+\]\[[A-Z]+\] - ")
 
@@ -137,9 +138,35 @@ def test_folder_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
     with exclusive(run_dir):  # as a run of another process would hold it
         with pytest.raises(OutputConflict, match=f"is in use by pid {os.getpid()} on "):
             train(compose(SMALL), run_dir, config_yaml=CONFIG)
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing else touched
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing else touched
+    assert not list(run_dir.iterdir())  # the lock file goes with its holder
     with exclusive(run_dir):  # released when its holder is done
         pass
+
+
+def test_lock_on_a_file_removed_by_its_last_holder_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that opened .lock just before its holder ended (and removed it) must lock the
+    file now at that path, or two processes would train the folder side by side."""
+    run_dir, opened = tmp_path / "run", []
+    run_dir.mkdir()
+
+    def open_then_holder_ends(path: Path, mode: str):  # type: ignore[no-untyped-def]
+        handle = open(path, mode)
+        if not opened:
+            path.unlink()  # the holder removes the file between this open and the flock
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(folder, "open", open_then_holder_ends, raising=False)
+    with exclusive(run_dir):
+        assert len(opened) == 2  # tried again
+        assert os.stat(run_dir / ".lock").st_ino == os.fstat(opened[1].fileno()).st_ino
+        with pytest.raises(OutputConflict, match="is in use by pid"):
+            with exclusive(run_dir):
+                pass
+    assert not (run_dir / ".lock").exists()
 
 
 def test_config_changes_lists_result_settings_only() -> None:
@@ -157,8 +184,8 @@ def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(
     cfg, run_dir = compose(SMALL), tmp_path / "run"
     versions = iter(["aaa", "bbb-dirty", "bbb-dirty"])
     machines = iter(["cpu-A", "cpu-B", "cpu-B"])
-    monkeypatch.setattr(trainer, "code_version", lambda: next(versions))
-    monkeypatch.setattr(trainer, "device_name", lambda device: next(machines))
+    monkeypatch.setattr(provenance, "code_version", lambda: next(versions))
+    monkeypatch.setattr(provenance, "device_name", lambda device: next(machines))
     train(cfg, run_dir, config_yaml=CONFIG)  # 2 epochs under "aaa" on cpu-A
     for epochs in (3, 4):  # two more pieces, both under "bbb-dirty" on cpu-B
         (run_dir / "metrics.json").unlink()  # as if stopped after its last epoch
@@ -175,7 +202,7 @@ def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit_nor_machine
     """A checkpoint written before versions were recorded: its epochs' code is unknown (None),
     not the code of the resumed piece."""
     cfg, run_dir = compose(SMALL), tmp_path / "run"
-    monkeypatch.setattr(trainer, "code_version", lambda: "bbb")
+    monkeypatch.setattr(provenance, "code_version", lambda: "bbb")
     train(cfg, run_dir, config_yaml=CONFIG)
     (run_dir / "metrics.json").unlink()
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
@@ -188,8 +215,8 @@ def test_epochs_of_a_checkpoint_without_code_versions_name_no_commit_nor_machine
 
 
 def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:
-    version = trainer.code_version()
-    repo = Path(trainer.__file__).resolve().parents[2]
+    version = provenance.code_version()
+    repo = Path(provenance.__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         assert version is None  # an installed package names no commit
         return
@@ -197,7 +224,7 @@ def test_code_version_is_this_checkout_and_flags_uncommitted_code() -> None:
         ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     status = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain", "--", *trainer.CODE_PATHS],
+        ["git", "-C", str(repo), "status", "--porcelain", "--", *provenance.CODE_PATHS],
         capture_output=True,
         text=True,
     ).stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from cfc_bench.config import compose
-from cfc_bench.run.trainer import make_optimizer, train
+from cfc_bench.run.job import train
+from cfc_bench.run.trainer import make_optimizer
+from cfc_bench.text import plural
 
 # 256 training sequences seen 30 times: small enough for seconds, long enough to fit them.
 SMALL = [
@@ -208,3 +211,18 @@ def test_test_outputs_recorded_recompute_the_metric(cfc_run: tuple[dict, Path]) 
     assert ACCURACY.score(out, y, mask) == pytest.approx(metrics["test/accuracy"], abs=1e-12)
     assert 0.0 <= AUC.score(out, y, mask) <= 1.0
     assert metrics["extra_metrics"] == []
+
+
+def test_run_leaves_no_lock_and_counts_in_the_singular(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    overrides = ["model=lstm", "model.hidden=8", "trainer.epochs=1", "trainer.threads=1"]
+    with caplog.at_level(logging.INFO):
+        run(tmp_path, "run", *overrides)
+    assert ", 1 thread, " in caplog.text and "1 threads" not in caplog.text
+    assert not (tmp_path / "run" / ".lock").exists()  # it exists while a process trains
+
+
+def test_plural() -> None:
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert plural(1, "CPU") == "1 CPU" and plural(3, "process", "processes") == "3 processes"

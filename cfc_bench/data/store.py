@@ -56,7 +56,9 @@ def _use(name: str, folder: Path) -> Path:
     return folder
 
 
-def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
+def dataset_dir(
+    name: str, required: Sequence[str], cfg: DataConfig, install_missing: bool = True
+) -> Path:
     """The folder holding dataset ``name`` with every path in ``required`` present in it.
 
     A folder recorded in the manifest must also still hold every recorded file at its
@@ -64,7 +66,7 @@ def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
     under ``required`` (else this reports the difference rather than silently read the
     installed copy). A dataset found nowhere is installed first (from the mirror, else its
     official source); without network that fails with a message naming the expected
-    folder, the URL and the mirror option.
+    folder, the URL and the mirror option; ``install_missing=False`` only looks.
     """
     entry = entry_of(data_root(cfg), name)
     places = candidates(name, cfg, entry)
@@ -76,7 +78,7 @@ def dataset_dir(name: str, required: Sequence[str], cfg: DataConfig) -> Path:
                 _check_mirror(name, required, folder, entry, cfg)
             return _use(name, folder)
     looked = " or ".join(str(folder / required[0]) for folder in places)
-    if name in DATASETS:  # fetch it, as `cfc-bench data download` would
+    if install_missing and name in DATASETS:  # fetch it, as `cfc-bench data download` would
         log.info("dataset '%s' not found in %s: installing it", name, data_root(cfg))
         try:
             folder = install(DATASETS[name], cfg)

@@ -14,6 +14,8 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
+from cfc_bench.ranges import ranged
+
 
 @dataclass(frozen=True)
 class SequenceIO:
@@ -31,7 +33,7 @@ class ModelConfig:
     """Base schema of ``conf/model/*.yaml``; each model module subclasses it."""
 
     name: str = MISSING  # the label results are grouped by (cfc, cfc_nogate, lstm, ...)
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
 
     def build(self, io: SequenceIO) -> SequenceModel:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel, last_steps
 from cfc_bench.models.cfc_loop import LOOP_ACTIVATIONS, LoopSpec, Recurrence
 from cfc_bench.models.layers import LECUN_SCALE, LECUN_SLOPE, Activation, activation
+from cfc_bench.ranges import ranged
 
 
 class CfCMode(Enum):
@@ -72,11 +73,11 @@ class PureInit(Enum):
 class CfCConfig(ModelConfig):
     name: str = "cfc"
     mode: CfCMode = CfCMode.default
-    hidden: int = 64
-    backbone_units: int = 128
-    backbone_layers: int = 1
+    hidden: int = ranged(64, ge=1)
+    backbone_units: int = ranged(128, ge=1)
+    backbone_layers: int = ranged(1, ge=0)
     backbone_activation: Activation = Activation.lecun_tanh
-    backbone_dropout: float = 0.0
+    backbone_dropout: float = ranged(0.0, ge=0, lt=1)
     # Dropout after the first layer too, as the TensorFlow reference (XOR, Walker, ET-sMNIST
     # runs); the PyTorch reference and ncps apply it from the second layer on (False).
     dropout_first_layer: bool = False

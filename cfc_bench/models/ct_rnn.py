@@ -22,6 +22,7 @@ from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.models.solvers import Solver, checked_solver, integrate_fixed
+from cfc_bench.ranges import ranged
 
 
 class CTRNNField(nn.Module):
@@ -55,10 +56,10 @@ class CTRNNField(nn.Module):
 @dataclass
 class CTRNNConfig(ModelConfig):
     name: str = "ct_rnn"
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
     tau: float = 1.0  # leak rate; 0: the ODE-LSTM scripts' "ODE-RNN" (--model node)
     solver: Solver = Solver.rk4  # euler | midpoint | rk4
-    steps: int = 3  # solver steps per elapsed interval
+    steps: int = ranged(3, ge=1)  # solver steps per elapsed interval
 
     def build(self, io: SequenceIO) -> CTRNN:
         return CTRNN(self, io)

@@ -38,12 +38,13 @@ from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.models.cells import gru_input, gru_step
+from cfc_bench.ranges import ranged
 
 
 @dataclass
 class GRUDConfig(ModelConfig):
     name: str = "gru_d"
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
 
     def build(self, io: SequenceIO) -> GRUD:
         return GRUD(self, io)

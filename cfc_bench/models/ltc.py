@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+from cfc_bench.ranges import ranged
 
 
 class Mapping(Enum):
@@ -59,8 +60,8 @@ class Mapping(Enum):
 @dataclass
 class LTCConfig(ModelConfig):
     name: str = "ltc"
-    hidden: int = 64
-    ode_unfolds: int = 6
+    hidden: int = ranged(64, ge=1)
+    ode_unfolds: int = ranged(6, ge=1)
     epsilon: float = 1e-8
     input_mapping: Mapping = Mapping.affine
     output_mapping: Mapping = Mapping.affine

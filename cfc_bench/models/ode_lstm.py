@@ -36,6 +36,7 @@ from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.models.cells import keras_init, lstm_biases, lstm_input, lstm_step
 from cfc_bench.models.ct_rnn import CTRNNField
 from cfc_bench.models.solvers import NeuralODE, ODEConfig, Solver, checked_solver
+from cfc_bench.ranges import ranged
 
 TENSORFLOW_FORGET_BIAS = 3.0  # node_cell.ODELSTM: sigmoid(fg + 3.0)
 
@@ -48,7 +49,7 @@ class ODELSTMVariant(Enum):
 @dataclass
 class ODELSTMConfig(ModelConfig):
     name: str = "ode_lstm"
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
     variant: ODELSTMVariant = ODELSTMVariant.torch
     ode: ODEConfig = field(default_factory=lambda: ODEConfig(solver=Solver.euler, steps=3))
 

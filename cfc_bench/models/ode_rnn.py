@@ -20,12 +20,13 @@ from torch import nn
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.models.cells import gru_input, gru_step
 from cfc_bench.models.solvers import NeuralODE, ODEConfig
+from cfc_bench.ranges import ranged
 
 
 @dataclass
 class ODERNNConfig(ModelConfig):
     name: str = "ode_rnn"
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
     ode: ODEConfig = field(default_factory=ODEConfig)
 
     def build(self, io: SequenceIO) -> ODERNN:

@@ -19,6 +19,7 @@ from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.models.cells import keras_init, lstm_biases
+from cfc_bench.ranges import ranged
 
 
 class RNNCell(Enum):
@@ -35,7 +36,7 @@ class RNNInit(Enum):
 class RNNConfig(ModelConfig):
     name: str = "lstm"
     cell: RNNCell = RNNCell.lstm
-    hidden: int = 64
+    hidden: int = ranged(64, ge=1)
     init: RNNInit = RNNInit.torch
     forget_bias: float = 0.0  # LSTM only: initial forget-gate bias (added to torch's draw)
     one_bias: bool = False  # LSTM only: one trainable bias vector, as the Keras cell

@@ -24,6 +24,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from cfc_bench.models.layers import Activation, activation
+from cfc_bench.ranges import ranged
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 
@@ -39,11 +40,11 @@ class Solver(Enum):
 class ODEConfig:
     """The ``ode`` block of the ODE-RNN and ODE-LSTM configs."""
 
-    units: int = 64  # width of f's hidden layers
-    layers: int = 1  # hidden layers of f (0: f is affine)
+    units: int = ranged(64, ge=1)  # width of f's hidden layers
+    layers: int = ranged(1, ge=0)  # hidden layers of f (0: f is affine)
     activation: Activation = Activation.tanh
     solver: Solver = Solver.rk4
-    steps: int = 3  # fixed-step solvers: steps per elapsed interval
+    steps: int = ranged(3, ge=1)  # fixed-step solvers: steps per elapsed interval
     rtol: float = 1e-3  # dopri5 only
     atol: float = 1e-4  # dopri5 only
 

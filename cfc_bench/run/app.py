@@ -9,7 +9,6 @@ the end of the sweep (cfc_bench.run.callbacks) lists it and makes the command ex
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -17,40 +16,33 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cfc_bench.config import register_configs
+from cfc_bench.config import register_configs, run_config
 from cfc_bench.errors import ConfigError, DataError, OutputConflict, TrainingError
-from cfc_bench.run.trainer import train
+from cfc_bench.run.cores import available_cores, launcher_threads
+from cfc_bench.run.folder import RunFolder
+from cfc_bench.run.job import train
+from cfc_bench.text import plural
 
 log = logging.getLogger(__name__)
 
 register_configs()
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: taskset, cgroups, SLURM)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def label_console(label: str) -> None:
+    """Start every console line of this job with ``[label]``: jobs of a sweep that run at once
+    share the console. The job's own log file stays as it is."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler and handler.formatter is not None:
+            handler.setFormatter(Labelled(handler.formatter, label))
 
 
-def launcher_threads(launcher: DictConfig, cores: int) -> int | None:
-    """Torch threads for one job of a multirun, so that parallel jobs share the cores.
+class Labelled(logging.Formatter):
+    def __init__(self, inner: logging.Formatter, label: str):
+        super().__init__()
+        self.inner, self.label = inner, label
 
-    joblib runs ``n_jobs`` jobs side by side on this machine (``-1``: one per core,
-    ``-2``: all cores but one, as in joblib): each gets ``cores // n_jobs`` threads.
-    submitit (local or SLURM) gives each job ``cpus_per_task`` CPUs, Ray each task
-    ``ray.remote.num_cpus`` (1 unless set). None: no parallel jobs, keep torch's default.
-    """
-    target = str(launcher.get("_target_", ""))
-    if target.endswith("JoblibLauncher"):
-        n_jobs = int(launcher.get("n_jobs") or 1)
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-        return max(1, cores // parallel) if parallel > 1 else None
-    if target.endswith("RayLauncher"):
-        return int(OmegaConf.select(launcher, "ray.remote.num_cpus", default=None) or 1)
-    cpus = launcher.get("cpus_per_task")  # the submitit launchers
-    return int(cpus) if cpus else None
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{self.label}] {self.inner.format(record)}"
 
 
 @hydra.main(version_base="1.3", config_path="pkg://cfc_bench.conf", config_name="config")
@@ -59,21 +51,24 @@ def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    run_cfg = OmegaConf.to_object(cfg)
-    if multirun and run_cfg.trainer.threads is None:
-        run_cfg.trainer.threads = launcher_threads(hydra_cfg.launcher, available_cores())
-        if run_cfg.trainer.threads is not None:
-            log.info(
-                "trainer.threads unset: %d torch threads for this job (%s launcher)",
-                run_cfg.trainer.threads,
-                hydra_cfg.runtime.choices.get("hydra/launcher"),
-            )
+    if multirun:
+        label_console(out_dir.name)
     hint = (
         f"launch the sweep again with hydra.sweep.dir={hydra_cfg.sweep.dir}"
         if multirun
         else f"run the same command again with hydra.run.dir={out_dir}"
     )
+    run_cfg = None
     try:
+        run_cfg = run_config(cfg)
+        if multirun and run_cfg.trainer.threads is None:
+            run_cfg.trainer.threads = launcher_threads(hydra_cfg.launcher, available_cores())
+            if run_cfg.trainer.threads is not None:
+                log.info(
+                    "trainer.threads unset: %s for this job (%s launcher)",
+                    plural(run_cfg.trainer.threads, "torch thread"),
+                    hydra_cfg.runtime.choices.get("hydra/launcher"),
+                )
         metrics = train(
             run_cfg,
             out_dir,
@@ -86,6 +81,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise SystemExit(f"cfc-bench train: error: {err}") from None
         if isinstance(err, OutputConflict):  # the sweep itself points at the wrong folder
             raise
+        if run_cfg is None:  # a setting refused before training began
+            log.error("%s", err)
+            RunFolder(out_dir).write_failure({"reason": f"{type(err).__name__}: {err}", "epoch": 0})
         return None  # recorded in failed.json and the log; the sweep goes on
     except Exception:
         if not multirun:

@@ -1,4 +1,9 @@
-"""Sweep summary: at the end of a multirun, which jobs finished, failed (and why) or stopped.
+"""Sweep callbacks: the jobs' log lines on the console while a sweep runs (JobLogs), and at
+the end, which jobs finished, failed (and why) or stopped (SweepSummary).
+
+Jobs of the submitit launchers run in processes whose output goes to files, not to the
+console that launched the sweep; JobLogs follows each job's log (``<job dir>/train.log``)
+and prints its new lines there, each after the job's folder name.
 
 Registered as a Hydra callback in conf/config.yaml; it runs in the process that launched
 the sweep, whatever the launcher, and reads only the job folders (every folder below the
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cfc_bench.io import atomic_write, write_json
-from cfc_bench.run.trainer import FAILED_FILE, METRICS_FILE
+from cfc_bench.run.folder import FAILED_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +124,57 @@ class SweepSummary(Callback):
                 f"{len(summary['incomplete'])} incomplete of {summary['jobs']} jobs; "
                 f"see {sweep_dir / SUMMARY_FILE}"
             )
+
+
+class JobLogs(Callback):
+    POLL_S = 0.5
+    thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # launchers pickle their callbacks into the jobs, which follow no logs
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "hydra_submitit_launcher" not in str(config.hydra.launcher.get("_target_", "")):
+            return  # the other launchers' jobs print to this console themselves
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.log_file = f"{config.hydra.job.name}.log"
+        # lines logged before this launch (a sweep launched again) are not repeated
+        self.offsets = {path: path.stat().st_size for path in self.logs()}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.follow, daemon=True)
+        self.thread.start()
+        log.info(
+            "each job logs to %s; its lines follow here, after the job's folder",
+            self.sweep_dir / "<job>" / self.log_file,
+        )
+
+    def logs(self) -> list[Path]:
+        return [job / self.log_file for job in job_dirs(self.sweep_dir)]
+
+    def follow(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            self.echo()
+        self.echo()
+
+    def echo(self) -> None:
+        """Print the complete lines added to every job log since the last call."""
+        for path in self.logs():
+            try:
+                with open(path, "rb") as f:
+                    start = self.offsets.get(path, 0)
+                    if f.seek(0, 2) < start:  # the log was replaced: from its beginning
+                        start = 0
+                    f.seek(start)
+                    text = f.read()
+            except OSError:
+                continue
+            complete = text[: text.rfind(b"\n") + 1]
+            self.offsets[path] = start + len(complete)
+            job = path.parent.relative_to(self.sweep_dir)
+            for line in complete.decode(errors="replace").splitlines():
+                print(f"[{job}] {line}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()

@@ -18,6 +18,7 @@ from omegaconf import MISSING
 from cfc_bench.data.config import DataConfig
 from cfc_bench.metrics import Metric
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 
 
 class Protocol(Enum):
@@ -36,7 +37,8 @@ class TaskConfig:
 
     name: str = MISSING
     protocol: Protocol = Protocol.default
-    train_limit: int | None = None  # keep only the first N training sequences (reduced budget)
+    # keep only the first N training sequences (reduced budget)
+    train_limit: int | None = ranged(None, ge=1)
     # recorded beside the task's metric (its Task's extra_metrics); the tables show a column each
     extra_metrics: ClassVar[tuple[Metric, ...]] = ()
 

@@ -38,6 +38,7 @@ from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -59,7 +60,8 @@ class SourceSplit(Enum):
 class ETSMNISTConfig(TaskConfig):
     name: str = "et_smnist"
     source_split: SourceSplit = SourceSplit.train
-    val_samples: int = 0  # training images held out for validation (0 = none, as the paper)
+    # training images held out for validation (0 = none, as the paper)
+    val_samples: int = ranged(0, ge=0)
 
     def build(self, data: DataConfig) -> Task:
         source = SourceSplit(self.source_split)
@@ -132,7 +134,7 @@ def mnist_folder(files: tuple[str, ...], data: DataConfig) -> Path:
 
 def _found(name: str, data: DataConfig) -> bool:
     try:
-        dataset_dir("mnist", [name], data)
+        dataset_dir("mnist", [name], data, install_missing=False)  # installed (or tried) once
     except DataError:
         return False
     return True

@@ -105,6 +105,7 @@ from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
 from cfc_bench.metrics import AUC, AUPRC, Metric
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class PhysioNetConfig(TaskConfig):
     # the field reports AUROC and AUPRC together
     extra_metrics: ClassVar[tuple[Metric, ...]] = (AUPRC,)
     sets: list[PhysioSet] = field(default_factory=lambda: [PhysioSet.a])
-    bin_hours: float = 0.016
+    bin_hours: float = ranged(0.016, gt=0)
     split_seed: int = 42  # random_state of the train/test split; 42 as the reference
 
     def build(self, data: DataConfig) -> Task:

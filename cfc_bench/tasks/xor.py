@@ -26,6 +26,7 @@ import torch
 
 from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
+from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, SequenceData, Task, TaskConfig
 
 PAD = 32
@@ -48,8 +49,8 @@ class XORConfig(TaskConfig):
     name: str = "xor"
     encoding: Encoding = Encoding.event
     readout: Readout = Readout.softmax
-    train_samples: int = 100_000
-    test_samples: int = 10_000
+    train_samples: int = ranged(100_000, ge=1)
+    test_samples: int = ranged(10_000, ge=1)
 
     def build(self, data: DataConfig) -> Task:
         encoding = Encoding(self.encoding)

@@ -15,6 +15,7 @@ import yaml
 
 from cfc_bench.config import compose
 from cfc_bench.errors import TrainingError
+from cfc_bench.run.folder import RunFolder
 from cfc_bench.run.trainer import Trainer
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "conf" / "experiment"
@@ -133,7 +134,7 @@ def test_preset_trains_a_reduced_epoch_with_a_finite_loss(
 ) -> None:
     """Every preset, its model and optimiser as they stand, takes a few training steps on the
     real data without a non-finite loss (the trainer stops on one) or a non-finite weight."""
-    task = load(name)["defaults"][1]["override /task"]
+    (task,) = (d["override /task"] for d in load(name)["defaults"] if "override /task" in d)
     cfg = compose([f"experiment={name}", f"data.root={data_root}", f"data.mirror={mirror}"])
     overrides = [
         f"experiment={name}",
@@ -144,7 +145,7 @@ def test_preset_trains_a_reduced_epoch_with_a_finite_loss(
         f"task.train_limit={REDUCED_BATCHES * cfg.trainer.batch_size}",
         *ON_THE_MIRROR.get(task, []),
     ]
-    trainer = Trainer(compose(overrides), tmp_path, name, "")
+    trainer = Trainer(compose(overrides), RunFolder(tmp_path), name, "")
     trainer.setup()
     loss, _, steps = trainer.train_epoch(1)
     assert len(steps) == REDUCED_BATCHES

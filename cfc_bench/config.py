@@ -210,7 +210,6 @@ def config_names(group: str) -> list[str]:
     return sorted(names)
 
 
-
 def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
     """Dotted keys of ``node`` that its schema does not declare: keys added with Hydra's
     ``+key=value``, which a structured config accepts and then drops without a word."""

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+from runs import table_row
 from test_tables import REPORTED, cfc_run, record, run_tables
 
 from cfc_bench.config import config_names
@@ -230,3 +231,33 @@ def test_unknown_metric_and_unreadable_outputs_are_reported(
     assert f"skipped {root / 'garbled/test_outputs.npz'}: test/auprc not computed" in err
     row = pd.read_csv(tmp_path / "t/physionet.csv").set_index("experiment").loc["physionet_cfc"]
     assert row["n"] == 1 and pd.isna(row["auprc_mean"])
+
+
+@pytest.mark.parametrize(
+    "spreads,shown",
+    [((1.1, 1.1), True), ((1.6, 1.5), False), ((None, None), False)],
+    ids=["supported", "within-noise", "no-spread"],
+)
+def test_machine_ratio_shown_only_where_the_probe_spreads_support_it(
+    tmp_path: Path, spreads: tuple, shown: bool
+) -> None:
+    """The LSTM's probe took twice CfC's: a real difference when the readings' spreads are
+    tight (1.1 x 1.1 < 2), noise when they are wide (1.6 x 1.5 > 2) or unknown."""
+    root = tmp_path / "runs"
+    reported = tmp_path / "reported.csv"
+    reported.write_text(REPORTED)
+    (root / "multirun.yaml").parent.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    for model, probe, spread in (("cfc", 10.0, spreads[0]), ("lstm", 20.0, spreads[1])):
+        extra = {} if spread is None else {"time/probe_spread": spread}
+        record(
+            root / model,
+            model=model,
+            experiment=f"xor_{model}",
+            **{"test/accuracy": 0.9, "time/epoch_s": 3.0, "n_params": 1, "time/probe_ms": probe},
+            **extra,
+        )
+    out = run_tables(root, reported, tmp_path)
+    row = table_row((out / "tables/xor.md").read_text(), "lstm")
+    assert ("(machine 2.00x slower than for CfC)" in row) is shown
+    assert "| 1.00x" in row  # the speed-up itself is shown either way

@@ -21,12 +21,14 @@ minutes per epoch over CfC's, figures that mix GPUs (``results/paper/README.md``
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cfc_bench.bench.probe import supported
 from cfc_bench.metrics import Metric, lookup
 from cfc_bench.report.gather import ROW_KEYS, Duplicate, Gathered, distinct_seeds, fill_extra_scores
 from cfc_bench.report.gather import extra_metrics as task_extra_metrics
@@ -97,14 +99,26 @@ def _spans_machines(run: dict[str, Any]) -> bool:
     return isinstance(names, list) and len(names) > 1
 
 
-def _probe(run: dict[str, Any]) -> float:
-    value = run.get("time/probe_ms")
+def _number(run: dict[str, Any], key: str) -> float:
+    value = run.get(key)
     return math.nan if value is None or pd.isna(value) else float(value)
+
+
+def _machine_ratio(run: dict[str, Any], refs: list[dict[str, Any]]) -> float:
+    """The run's probe median over the mean of its CfC runs', where the probes' spreads support
+    a difference (:func:`cfc_bench.bench.probe.supported`); NaN where they do not, or where a
+    run recorded no spread (a probe of a single reading, or a run made before spreads)."""
+    ratio = _number(run, "time/probe_ms") / statistics.mean(
+        _number(r, "time/probe_ms") for r in refs
+    )
+    theirs = [_number(r, "time/probe_spread") for r in refs]
+    widest = math.nan if any(map(math.isnan, theirs)) else max(theirs)
+    return ratio if supported(ratio, _number(run, "time/probe_spread"), widest) else math.nan
 
 
 def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's time per epoch over the mean of the CfC runs of its cell (``_cell``), and
-    its machine-speed probe over theirs (NaN where a run predates the probe)."""
+    its machine-speed probe over theirs (:func:`_machine_ratio`)."""
     records = runs.to_dict("records")
     cfc: dict[tuple, dict[tuple, list[dict]]] = {}
     for run in records:
@@ -118,7 +132,7 @@ def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
         refs = [] if _spans_machines(run) else reference.get(_cell(run), [])
         mean = (lambda values: sum(values) / len(values)) if refs else (lambda values: math.nan)
         ratios.append(run["time/epoch_s"] / mean([r["time/epoch_s"] for r in refs]))
-        machine.append(_probe(run) / mean([_probe(r) for r in refs]))
+        machine.append(_machine_ratio(run, refs) if refs else math.nan)
     return pd.DataFrame({"speedup": ratios, "machine": machine}, index=runs.index)
 
 

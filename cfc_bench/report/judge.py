@@ -58,10 +58,12 @@ def verdict(value: Any) -> bool | None:
 def machine_drifted(machine: float) -> bool:
     """*machine drift*: runs of one sweep folder may be days apart and a shared machine's
     speed drifts: where both sides timed the fixed probe workload (`time/probe_ms` in
-    metrics.json) and the probes differ by more than {MACHINE_TOLERANCE}x, the cell shows the
-    drift and the speed-up is not judged; runs without a probe may hold such drift unseen.
+    metrics.json), their readings' spreads (`time/probe_spread`) show a real difference, and
+    the probes differ by more than {MACHINE_TOLERANCE}x, the cell shows the drift and the
+    speed-up is not judged; runs without a probe or its spread may hold such drift unseen.
 
-    ``machine`` is the probe's time over CfC's (NaN: not recorded).
+    ``machine`` is the probe's time over CfC's (NaN: not recorded, or within the readings'
+    own noise).
     """
     return not (math.isnan(machine) or 1 / MACHINE_TOLERANCE <= machine <= MACHINE_TOLERANCE)
 

@@ -241,3 +241,16 @@ def run_config(cfg: DictConfig) -> RunConfig:
     run_cfg = OmegaConf.to_object(cfg)
     ranges.check(run_cfg)
     return run_cfg
+
+
+def schema_defaults(config: DictConfig) -> dict[str, Any]:
+    """The dataclass defaults of every structured group of ``config`` (model, task, ...), as
+    dotted keys with enums as their names: what a key absent from an older run's config
+    stood for, since a setting is added with the default that keeps the old behaviour."""
+    found = {}
+    for group, node in config.items():
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema):
+            plain = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+            found |= {f"{group}.{k}": v for k, v in flatten(plain).items()}
+    return found

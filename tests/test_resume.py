@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
+from conftest import REPO
 from runs import SLOW_EPOCHS, TIMEOUT, cli, read_json, start, wait_into_epoch
 
 from cfc_bench.config import compose
@@ -174,6 +176,38 @@ def test_config_changes_lists_result_settings_only() -> None:
     new = "model:\n  hidden: 16\n  extra: 1\ntrainer:\n  lr: 0.1\n  threads: 2\ndevice: cuda\n"
     assert config_changes(old, new) == ["model.extra: (absent) -> 1", "model.hidden: 8 -> 16"]
     assert config_changes(old, old) == []
+
+
+def test_a_setting_added_since_a_run_counts_as_its_default() -> None:
+    """A run made before ``model.extra`` existed resumes under its default, not another value."""
+    old = "model:\n  hidden: 8\n"
+    new = "model:\n  hidden: 8\n  extra: 1\n"
+    assert config_changes(old, new, {"model.extra": 1}) == []
+    assert config_changes(old, new, {"model.extra": 2}) == ["model.extra: 2 -> 1"]
+
+
+@pytest.mark.parametrize("run", ["xor/cfc/seed0", "walker/lstm/seed1", "physionet/cfc/seed2"])
+def test_committed_runs_still_match_their_presets(run: str) -> None:
+    """Committed runs of presets unchanged since, started again with the overrides they
+    recorded (``.hydra/overrides.yaml``), are the same runs: the settings added since then
+    (model.script, model.head_activation, task.readout, ...) stand at their defaults, so the
+    runs are skipped as done rather than refused."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from omegaconf import OmegaConf
+
+    from cfc_bench.config import register_configs, run_config, schema_defaults
+
+    register_configs()
+    folder = REPO / "results" / "runs" / run
+    recorded = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+    with initialize_config_module("cfc_bench.conf", version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[o for o in recorded if "hydra" not in o])
+    defaults = schema_defaults(OmegaConf.structured(run_config(cfg)))
+    now = OmegaConf.to_yaml(cfg, resolve=True)
+    old = (folder / "config.yaml").read_text()
+    assert config_changes(old, now) != []  # keys were added since
+    assert config_changes(old, now, defaults) == []
 
 
 def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(

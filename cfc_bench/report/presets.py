@@ -16,13 +16,12 @@ preset shares). Only runs of a paper preset are judged against the paper.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from cfc_bench.config import RUNTIME_KEYS, flatten
+from cfc_bench.config import RUNTIME_KEYS, flatten, schema_defaults
 
 # settings that change neither what is learnt nor the budget
 IGNORED = ("seed", *RUNTIME_KEYS, "trainer.eval_batch_size")
@@ -65,18 +64,6 @@ def _plain(config: DictConfig, seed: Any) -> dict[str, Any]:
     return {
         k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in IGNORED)
     }
-
-
-def schema_defaults(config: DictConfig) -> dict[str, Any]:
-    """The dataclass defaults of every structured group of ``config`` (model, task, ...),
-    flattened as :func:`_plain` flattens."""
-    found = {}
-    for group, node in config.items():
-        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-        if schema is not None and dataclasses.is_dataclass(schema):
-            plain = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
-            found |= {f"{group}.{k}": v for k, v in flatten(plain).items()}
-    return found
 
 
 class Budget(NamedTuple):

@@ -87,14 +87,23 @@ def exclusive(folder: Path) -> Iterator[None]:
             path.unlink(missing_ok=True)  # before the lock is released (on close)
 
 
-def config_changes(old_yaml: str, new_yaml: str) -> list[str]:
-    """The settings that affect results and differ between two run configs, as ``key: a -> b``."""
+def config_changes(
+    old_yaml: str, new_yaml: str, defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """The settings that affect results and differ between two run configs, as ``key: a -> b``.
+
+    A key absent from one side stands for its schema default (``defaults``, from
+    :func:`cfc_bench.config.schema_defaults`), so that a setting added since the older run
+    was made, at the default that keeps the old behaviour, is no change.
+    """
     old, new = (flatten(yaml.safe_load(text) or {}) for text in (old_yaml, new_yaml))
+    defaults = defaults or {}
     changes = []
     for key in sorted(old.keys() | new.keys()):
         runtime = any(key == k or key.startswith(f"{k}.") for k in RUNTIME_KEYS)
-        if not runtime and old.get(key, "(absent)") != new.get(key, "(absent)"):
-            changes.append(f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}")
+        before, after = (side.get(key, defaults.get(key, "(absent)")) for side in (old, new))
+        if not runtime and before != after:
+            changes.append(f"{key}: {before} -> {after}")
     return changes
 
 
@@ -114,12 +123,12 @@ class RunFolder:
     def failed(self) -> Path:
         return self.path / FAILED_FILE
 
-    def check_conflict(self, config_yaml: str) -> None:
+    def check_conflict(self, config_yaml: str, defaults: dict[str, Any] | None = None) -> None:
         """Refuse to resume, or to count as done, a run of another configuration."""
         stored = self.path / CONFIG_FILE
         if not ((self.metrics.exists() or self.checkpoint.exists()) and stored.exists()):
             return
-        changes = config_changes(stored.read_text(), config_yaml)
+        changes = config_changes(stored.read_text(), config_yaml, defaults)
         if changes:
             raise OutputConflict(
                 f"{self.path} holds a run of another configuration ({'; '.join(changes)}): "
@@ -127,10 +136,12 @@ class RunFolder:
                 " or delete that folder to start over"
             )
 
-    def start(self, config_yaml: str, skip_done: bool) -> dict[str, Any] | None:
+    def start(
+        self, config_yaml: str, skip_done: bool, defaults: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Prepare the folder for training; the recorded metrics of a finished run instead
         when ``skip_done`` (a finished run is trained again from scratch otherwise)."""
-        self.check_conflict(config_yaml)
+        self.check_conflict(config_yaml, defaults)
         if self.metrics.exists():
             if skip_done:
                 log.info("%s exists: skipping this run (trainer.skip_done=true)", self.metrics)

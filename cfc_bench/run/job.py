@@ -13,7 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cfc_bench.config import RunConfig
+from omegaconf import OmegaConf
+
+from cfc_bench.config import RunConfig, schema_defaults
 from cfc_bench.run import provenance
 from cfc_bench.run.folder import RunFolder, exclusive
 from cfc_bench.run.signals import Interrupted, stop_on_signals
@@ -70,7 +72,8 @@ def train(
     folder = RunFolder(Path(out_dir))
     folder.path.mkdir(parents=True, exist_ok=True)
     with exclusive(folder.path):
-        done = folder.start(config_yaml, cfg.trainer.skip_done)
+        defaults = schema_defaults(OmegaConf.structured(cfg))
+        done = folder.start(config_yaml, cfg.trainer.skip_done, defaults)
         if done is not None:
             return done
         trainer = Trainer(cfg, folder, experiment, config_yaml)

@@ -17,9 +17,12 @@ $(BIN)/cfc-bench: pyproject.toml
 
 install: $(BIN)/cfc-bench
 
+# CfC and an LSTM trained side by side on a reduced XOR (conf/experiment/demo.yaml), then
+# their table beside the paper's numbers.
 demo: install
 	rm -rf outputs/demo
-	$(BIN)/cfc-bench train -m experiment=demo model=cfc,lstm hydra.sweep.dir=outputs/demo
+	$(BIN)/cfc-bench train -m experiment=demo model=cfc,lstm hydra/launcher=joblib \
+		hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/demo
 	$(BIN)/cfc-bench tables --runs outputs/demo --out outputs/demo/tables
 
 test: install

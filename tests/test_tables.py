@@ -580,14 +580,14 @@ def test_demo_runs_are_not_judged_against_the_paper(tmp_path: Path) -> None:
             model=model,
             experiment="demo",
             protocol="default",
-            epochs=10,
+            epochs=4,
             **{"test/accuracy": acc, "time/epoch_s": 2.0, "n_params": 10},
         )
     out = tmp_path / "tables"
     assert main(["--runs", str(root), "--out", str(out)]) == 0
     table = pd.read_csv(out / "xor.csv").set_index("model")
     for model in ("cfc", "lstm"):
-        assert table.loc[model, "budget"] == "as preset (10 epochs); not the paper preset"
+        assert table.loc[model, "budget"] == "as preset (4 epochs); not the paper preset"
         assert pd.isna(table.loc[model, "agrees"])
 
 

@@ -8,6 +8,10 @@ bit differs from the previous one (elapsed = bits since the last event) plus a t
 event for a final run of repeats; dense encoding emits every bit with elapsed 1. Both pad
 to 32 and divide elapsed by 32. No validation split, as in the reference.
 
+``max_bits`` (default 31, the protocol's) draws lengths from 2 to ``max_bits`` and pads to
+``max_bits + 1``: a shorter stream that trains in minutes (the demo), not the paper's task.
+Elapsed time is divided by 32 whatever ``max_bits`` is.
+
 The readout has two logits and a softmax cross-entropy (``readout=softmax``), like every
 classification task here; the TensorFlow references (train_xor.py, xor_task.py) have one
 logit and a binary cross-entropy (``readout=sigmoid``, accuracy at logit > 0). The
@@ -24,6 +28,7 @@ from enum import Enum
 import numpy as np
 import torch
 
+from cfc_bench.errors import ConfigError
 from cfc_bench.metrics import ACCURACY
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.ranges import ranged
@@ -48,15 +53,21 @@ class Readout(Enum):
 class XORConfig(TaskConfig):
     name: str = "xor"
     encoding: Encoding = Encoding.event
+    max_bits: int = MAX_BITS  # longest bit stream; below 31 a reduced task (the demo)
     readout: Readout = Readout.softmax
     train_samples: int = ranged(100_000, ge=1)
     test_samples: int = ranged(10_000, ge=1)
 
     def build(self, data: DataConfig) -> Task:
+        if not 2 <= self.max_bits <= MAX_BITS:
+            raise ConfigError(
+                f"task.max_bits={self.max_bits} is not valid: use 2 to {MAX_BITS} "
+                f"(streams are 2 to max_bits bits long; {MAX_BITS} is the paper's task)"
+            )
         encoding = Encoding(self.encoding)
         splits = {
-            "train": make_split(self.train_samples, TRAIN_SEED, encoding),
-            "test": make_split(self.test_samples, TEST_SEED, encoding),
+            "train": make_split(self.train_samples, TRAIN_SEED, encoding, self.max_bits),
+            "test": make_split(self.test_samples, TEST_SEED, encoding, self.max_bits),
         }
         outputs = 1 if Readout(self.readout) is Readout.sigmoid else 2
         io = SequenceIO(1, outputs)
@@ -65,22 +76,24 @@ class XORConfig(TaskConfig):
         return task
 
 
-def draw_bits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bits ``[n, 31]`` (zeros past each length) and lengths ``[n]``, in the reference RNG order."""
+def draw_bits(n: int, seed: int, max_bits: int = MAX_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """Bits ``[n, max_bits]`` (zeros past each length) and lengths ``[n]``, in the reference
+    RNG order."""
     rng = np.random.RandomState(seed)
-    bits = np.zeros((n, MAX_BITS), dtype=np.int64)
+    bits = np.zeros((n, max_bits), dtype=np.int64)
     lengths = np.empty(n, dtype=np.int64)
     for i in range(n):
-        length = rng.randint(low=2, high=PAD)
+        length = rng.randint(low=2, high=max_bits + 1)
         lengths[i] = length
         bits[i, :length] = rng.randint(low=0, high=2, size=length)
     return bits, lengths
 
 
 def encode_events(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Event encoding of every row at once: values, elapsed (in bits) and mask, ``[n, 32]``."""
-    n = len(bits)
-    pos = np.arange(MAX_BITS)
+    """Event encoding of every row at once: values, elapsed (in bits) and mask, ``[n, W+1]``
+    for bits ``[n, W]``."""
+    n, width = bits.shape
+    pos = np.arange(width)
     valid = pos < lengths[:, None]
     changed = np.ones_like(valid)
     changed[:, 1:] = bits[:, 1:] != bits[:, :-1]
@@ -91,12 +104,12 @@ def encode_events(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ..
     slot_used = pos < n_events[:, None]
     where = np.where(slot_used, order, 0)
     previous = np.concatenate([np.full((n, 1), -1), where[:, :-1]], axis=1)
-    values = np.zeros((n, PAD))
-    elapsed = np.zeros((n, PAD))
-    mask = np.zeros((n, PAD), dtype=bool)
-    values[:, :MAX_BITS] = np.where(slot_used, np.take_along_axis(bits, where, axis=1), 0)
-    elapsed[:, :MAX_BITS] = np.where(slot_used, where - previous, 0)
-    mask[:, :MAX_BITS] = slot_used
+    values = np.zeros((n, width + 1))
+    elapsed = np.zeros((n, width + 1))
+    mask = np.zeros((n, width + 1), dtype=bool)
+    values[:, :width] = np.where(slot_used, np.take_along_axis(bits, where, axis=1), 0)
+    elapsed[:, :width] = np.where(slot_used, where - previous, 0)
+    mask[:, :width] = slot_used
     # A final run of repeated bits ends with one more event carrying its length.
     rows = np.arange(n)
     last_change = where[rows, n_events - 1]
@@ -110,15 +123,16 @@ def encode_events(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ..
 
 
 def encode_dense(bits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-    mask = np.zeros((len(bits), PAD), dtype=bool)
-    mask[:, :MAX_BITS] = np.arange(MAX_BITS) < lengths[:, None]
-    values = np.zeros((len(bits), PAD))
-    values[:, :MAX_BITS] = bits
+    n, width = bits.shape
+    mask = np.zeros((n, width + 1), dtype=bool)
+    mask[:, :width] = np.arange(width) < lengths[:, None]
+    values = np.zeros((n, width + 1))
+    values[:, :width] = bits
     return values, mask.astype(float), mask
 
 
-def make_split(n: int, seed: int, encoding: Encoding) -> SequenceData:
-    bits, lengths = draw_bits(n, seed)
+def make_split(n: int, seed: int, encoding: Encoding, max_bits: int = MAX_BITS) -> SequenceData:
+    bits, lengths = draw_bits(n, seed, max_bits)
     encode = encode_events if encoding is Encoding.event else encode_dense
     values, elapsed, mask = encode(bits, lengths)
     return SequenceData(

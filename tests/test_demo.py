@@ -47,5 +47,6 @@ def test_default_stream_is_the_papers() -> None:
 
 @pytest.mark.parametrize("max_bits", [1, 32, 0])
 def test_bad_max_bits_is_a_config_error_before_data(max_bits: int) -> None:
-    with pytest.raises(ConfigError, match=f"task.max_bits={max_bits} is not valid: use 2 to 31"):
-        XORConfig(max_bits=max_bits, train_samples=10**9).build(DataConfig())
+    message = f"task.max_bits={max_bits} is out of range: task.max_bits must be in \\[2, 31\\]"
+    with pytest.raises(ConfigError, match=message):
+        compose(["task=xor", f"task.max_bits={max_bits}", "task.train_samples=1000000000"])

@@ -21,10 +21,11 @@ from cfc_bench.bench.matmul_floor import MatmulReplay, Operand, record
 from cfc_bench.bench.measure import timed
 from cfc_bench.bench.memory import LiveTensorBytes
 from cfc_bench.bench.ncps import NcpsSequence, ncps_model
-from cfc_bench.bench.output import COLUMNS, add_ratios, format_table, plot_sweep, plural
+from cfc_bench.bench.output import COLUMNS, add_ratios, format_table, plot_sweep
 from cfc_bench.config import compose, config_names
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.models.cfc import CfCConfig, HeadActivation
+from cfc_bench.text import plural
 
 TINY = ["--batch", "3", "--steps", "4", "--inputs", "2", "--hidden", "5", "--threads", "1"]
 TINY += ["--repeats", "2", "--warmup", "1"]

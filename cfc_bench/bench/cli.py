@@ -54,10 +54,11 @@ from cfc_bench.bench.measure import (
 )
 from cfc_bench.bench.memory import cap_memory
 from cfc_bench.bench.ncps import MIRRORS, ncps_available
-from cfc_bench.bench.output import format_table, plot_sweep, plural, rows_of, write_csv
+from cfc_bench.bench.output import format_table, plot_sweep, rows_of, write_csv
 from cfc_bench.config import config_names
 from cfc_bench.errors import ConfigError
 from cfc_bench.run.provenance import device_name, resolve_device
+from cfc_bench.text import plural
 
 SETTINGS = Path(__file__).parent / "settings"
 # The caller's choices, not the benchmark's: where results go.

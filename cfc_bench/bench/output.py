@@ -25,6 +25,7 @@ from cfc_bench.bench.measure import DIMENSIONS, Entry, Sizes, Timing
 from cfc_bench.bench.ncps import MIRRORS
 from cfc_bench.config import flatten
 from cfc_bench.io import atomic_write
+from cfc_bench.text import plural
 
 SYMBOLS = {"batch": "B", "steps": "T", "inputs": "I", "hidden": "H"}
 COLUMNS = [
@@ -63,11 +64,6 @@ COLUMNS = [
     "settings",
     "started",
 ]
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 thread``, ``2 threads``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def failed(row: dict[str, Any]) -> bool:

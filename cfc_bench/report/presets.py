@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from cfc_bench.config import RUNTIME_KEYS, flatten, schema_defaults
+from cfc_bench.text import plural
 
 # settings that change neither what is learnt nor the budget
 IGNORED = ("seed", *RUNTIME_KEYS, "trainer.eval_batch_size")
@@ -77,7 +78,8 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
     notes = [str(v) for k, v in run.items() if k.startswith("note/") and NOT_PAPER_DATA in str(v)]
     if preset is None:
         what = "no preset" if run["experiment"] == "-" else f"preset {run['experiment']} not found"
-        details = [f"{run.get('epochs', '?')} epochs"]
+        epochs = run.get("epochs")
+        details = [plural(epochs, "epoch") if isinstance(epochs, int) else "? epochs"]
         if run.get("train_limit") is not None:
             details.append(f"task.train_limit={run['train_limit']}")
         details += [f"data: {n}" for n in notes]
@@ -110,7 +112,7 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
     reduced += [f"data: {n}" for n in notes]
     parts = [f"REDUCED: {'; '.join(reduced)}"] if reduced else []
     parts += [f"CHANGED: {'; '.join(changed)}"] if changed else []
-    text = " ".join(parts) or f"as preset ({want['trainer.epochs']} epochs)"
+    text = " ".join(parts) or f"as preset ({plural(want['trainer.epochs'], 'epoch')})"
     return Budget(text, not parts, bool(changed))
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_models_common import MODELS, N_OUT, B, T, build, inputs  # tests/ is on the path
+from test_models_common import MODELS  # tests/ is on the path
 from test_training import run
 
 from cfc_bench.bench.cli import main as bench_main
 from cfc_bench.errors import ConfigError
+from cfc_bench.models.contract import N_OUT, B, T, build, inputs
 from cfc_bench.run.provenance import resolve_device
 
 needs_cuda = pytest.mark.skipif(
@@ -51,7 +52,7 @@ def outputs_and_grads(model: torch.nn.Module, device: str) -> dict[str, torch.Te
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_runs_on_a_device_other_than_the_cpu(name: str) -> None:
-    model = build(name, False, *META_OVERRIDES.get(name, [])).to("meta")
+    model = build(name, False, META_OVERRIDES.get(name, [])).to("meta")
     found = outputs_and_grads(model, "meta")
     assert found["sequence"].shape == (B, T, N_OUT) and found["last"].shape == (B, N_OUT)
     assert {t.device.type for t in found.values()} == {"meta"}

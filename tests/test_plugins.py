@@ -119,7 +119,7 @@ def test_plugin_model_contract_bench_and_task_info(tmp_path: Path, site: Path) -
     env = with_site(tmp_path, site)
     check = cli("check-model", "decay_gru", cwd=tmp_path, env=env)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "decay_gru: 3 of 3 checks passed" in check.stdout
+    assert "decay_gru: 4 of 4 checks passed" in check.stdout
     bench = cli(
         "bench",
         *("--models", "cfc,decay_gru", "--batch", "4", "--steps", "6", "--inputs", "3"),

@@ -11,11 +11,15 @@ after the last valid step), and raises ``AssertionError`` saying what broke:
 - causality: changing steps ``k..T-1`` (inputs and elapsed times) leaves every output before
   ``k`` unchanged, and does reach later outputs;
 - padding: whatever padded steps hold, the last-valid outputs are unchanged, and each
-  equals the per-step output at its sequence's last valid step.
+  equals the per-step output at its sequence's last valid step;
+- padding and gradients: NaN or inf in padded inputs and elapsed times gives exactly the
+  outputs and parameter gradients of zero padding, all finite (in training mode, the same
+  dropout draws), for per-step and last-valid outputs.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -96,10 +100,37 @@ def check_padding(name: str, overrides: Sequence[str] = ()) -> None:
         )
 
 
+def check_padding_gradients(name: str, overrides: Sequence[str] = ()) -> None:
+    model = build(name, overrides=overrides).train()
+    x, dt, mask = inputs()
+    for return_sequences in (False, True):
+        for fill in (math.nan, math.inf):
+            results = []
+            for value in (0.0, fill):
+                x2, dt2 = x.clone(), dt.clone()
+                x2[~mask] = value
+                dt2[~mask] = value
+                model.zero_grad()
+                torch.manual_seed(2)  # the same dropout draws in both passes
+                out = model(x2, dt2, mask, return_sequences=return_sequences)
+                out.square().sum().backward()
+                grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+                results.append((out.detach(), grads))
+            (zero_out, zero_grads), (out, grads) = results
+            what = f"{fill} padding ({'per-step' if return_sequences else 'last-valid'} outputs)"
+            assert zero_grads, "no parameter receives a gradient"
+            assert torch.equal(out, zero_out), f"{what} changed the outputs"
+            assert all(torch.isfinite(g).all() for g in grads), f"{what}: non-finite gradients"
+            assert all(torch.equal(g, z) for g, z in zip(grads, zero_grads, strict=True)), (
+                f"{what} changed the parameter gradients"
+            )
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "shapes": check_shapes,
     "causality": check_causality,
     "padding": check_padding,
+    "padding-gradients": check_padding_gradients,
 }
 
 
@@ -108,8 +139,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(
             "usage: cfc-bench check-model NAME [model.KEY=VALUE ...]\n\n"
-            "Runs the model contract (shapes, causality, padding; cfc_bench/models/contract.py)\n"
-            "on model NAME, built-in or plugin; exit 1 when a check fails."
+            "Runs the model contract (shapes, causality, padding, padding and gradients;\n"
+            "cfc_bench/models/contract.py) on model NAME, built-in or plugin; exit 1 when a\n"
+            "check fails."
         )
         return 0 if argv else 2
     from cfc_bench.config import config_names

@@ -34,9 +34,9 @@ and elapsed time 0. Metric ROC AUC of the last valid step's class-1 probability;
 class weights of the cross-entropy come from ``trainer.class_weights``.
 
 Split: ``train_test_split(ids, train_size=0.8, random_state=42, shuffle=True)`` over the
-record IDs in ascending order (3,200 / 800 for set-a; 121 deaths among the 800). The
-reference lists the records in ``os.listdir`` order, which depends on the file system, so
-its 800 test patients are another draw from the same records. With ~120 deaths the test
+record IDs in ascending order, under both protocols (3,200 / 800 for set-a; 121 deaths among
+the 800). The reference lists the records in ``os.listdir`` order, which depends on the file
+system, so its 800 test patients are another draw from the same records. With ~120 deaths the test
 AUC's sampling error is about ±0.024 (Hanley & McNeil 1982, at AUC 0.82), ten times the
 seed spread the paper reports on its one split: compare AUCs across splits with that in mind.
 ``task.split_seed`` (default 42, the reference's) draws another split of the same records,
@@ -66,9 +66,6 @@ Quirks (``protocol=paper`` reproduces the reference, ``protocol=default`` correc
    ``train_test_split(train, train_size=0.8, random_state=11, shuffle=True)``, as mTAN
    does on the same data (2,560 / 640 / 800 for set-a), so that model selection never
    sees the test set; the test set is the paper's.
-5. Record order: the reference splits its records in ``os.listdir`` order, which depends
-   on the file system, so its split cannot be reproduced record for record; both
-   protocols split the sorted IDs (same sizes, same procedure).
 
 Not changed by either protocol: the official data's implausible readings (Temp −17.8,
 Weight 0 at later times) are kept as values. The official files contain no malformed
@@ -76,11 +73,10 @@ row (all 3.3 M rows of set-a and set-b have three fields, a ``HH:MM`` time in or
 of the 41 names or ``RecordID``, and a number), so anything else is an error naming the
 file and line, and nothing is cached until every record parsed.
 
-Parsing is vectorised: all files of the chosen sets are joined into one buffer read by
-one ``pandas.read_csv`` call. The binned records (sparse: one entry per observed feature
-and step) are cached under the data root, keyed by the sets, ``bin_hours``, the −1 rule
-and a format version; normalisation, forward fill and splits are rebuilt from them on
-every load.
+Parsing is one ``pandas.read_csv`` call over all files. The binned records (sparse) are
+cached under the data root, keyed by the raw files' identity, the sets, ``bin_hours``, the
+−1 rule and a format version; normalisation, forward fill and splits are rebuilt from them
+on every load.
 """
 
 from __future__ import annotations
@@ -141,8 +137,7 @@ class PhysioSet(Enum):
 @dataclass
 class PhysioNetConfig(TaskConfig):
     name: str = "physionet"
-    # the field reports AUROC and AUPRC together
-    extra_metrics: ClassVar[tuple[Metric, ...]] = (AUPRC,)
+    extra_metrics: ClassVar[tuple[Metric, ...]] = (AUPRC,)  # the field reports AUROC with it
     sets: list[PhysioSet] = field(default_factory=lambda: [PhysioSet.a])
     bin_hours: float = ranged(0.016, gt=0)
     split_seed: int = 42  # random_state of the train/test split; 42 as the reference
@@ -196,8 +191,6 @@ class PhysioNetConfig(TaskConfig):
 
     def load(self, data: DataConfig, drop_missing: bool) -> Records:
         """The binned records of the configured sets, from the cache when it has them."""
-        if not self.bin_hours > 0:
-            raise ValueError(f"task.bin_hours must be positive; got {self.bin_hours}")
         sets = self.set_names()
         required = [p for s in sets for p in (f"set-{s}", f"Outcomes-{s}.txt")]
         folder = dataset_dir(DATASET, required, data)

@@ -51,8 +51,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    if multirun:
-        label_console(out_dir.name)
+    if multirun:  # the job's folder within the sweep: "3_xor_lstm_seed1", "lstm/seed1"
+        sweep = Path(hydra_cfg.sweep.dir)
+        label_console(str(out_dir.relative_to(sweep) if out_dir.is_relative_to(sweep) else out_dir))
     hint = (
         f"launch the sweep again with hydra.sweep.dir={hydra_cfg.sweep.dir}"
         if multirun

@@ -159,18 +159,22 @@ def test_plugin_preset_found_through_the_search_path(tmp_path: Path, site: Path)
     assert metrics["task"] == "walker" and metrics["train_size"] == 128
 
 
+def fake_distribution(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> Path:
+    """An installed distribution ``name`` 0.1 in ``site``: its metadata, ``entry_points.txt``
+    and module files, as pip leaves them (importlib.metadata finds it on the path)."""
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    for module, text in modules.items():
+        (site / f"{module}.py").write_text(text)
+    return site
+
+
 def test_a_plugin_tasks_own_metric_is_found_by_name(tmp_path: Path) -> None:
     """A metric that a plugin task declares (cfc_bench.tasks.register_metric) is looked up by
     the name metrics.json gives, in a process that has not imported the plugin yet."""
-    site = tmp_path / "site"
-    (site / "mae_task-0.1.dist-info").mkdir(parents=True)
-    (site / "mae_task-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: mae-task\nVersion: 0.1\n"
-    )
-    (site / "mae_task-0.1.dist-info" / "entry_points.txt").write_text(
-        "[cfc_bench.tasks]\nmae_task = mae_task:MAETaskConfig\n"
-    )
-    (site / "mae_task.py").write_text(
+    module = (
         "from dataclasses import dataclass\n"
         "from cfc_bench.metrics import squared_error\n"
         "from cfc_bench.tasks import Metric, TaskConfig, register_metric\n"
@@ -179,6 +183,12 @@ def test_a_plugin_tasks_own_metric_is_found_by_name(tmp_path: Path) -> None:
         "@dataclass\n"
         "class MAETaskConfig(TaskConfig):\n"
         "    pass\n"
+    )
+    site = fake_distribution(
+        tmp_path / "site",
+        "mae-task",
+        "[cfc_bench.tasks]\nmae_task = mae_task:MAETaskConfig\n",
+        {"mae_task": module},
     )
     code = "from cfc_bench.metrics import lookup; m = lookup('mae'); print(m.header, m.digits)"
     out = subprocess.run(
@@ -211,19 +221,15 @@ class Shadow(ModelConfig):
 @pytest.fixture
 def bad_site(tmp_path: Path) -> Path:
     """A package whose three model entry points are each broken in one way."""
-    site = tmp_path / "bad-site"
-    (site / "bad_plugin-0.1.dist-info").mkdir(parents=True)
-    (site / "bad_plugin-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: bad-plugin\nVersion: 0.1\n"
-    )
-    (site / "bad_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+    return fake_distribution(
+        tmp_path / "bad-site",
+        "bad-plugin",
         "[cfc_bench.models]\n"
         "missing = bad_plugin_missing:Config\n"
         "notconfig = bad_plugin:not_a_config\n"
-        "lstm = bad_plugin:Shadow\n"
+        "lstm = bad_plugin:Shadow\n",
+        {"bad_plugin": BAD_MODULE},
     )
-    (site / "bad_plugin.py").write_text(BAD_MODULE)
-    return site
 
 
 def test_broken_plugins_are_named_and_builtins_keep_working(tmp_path: Path, bad_site: Path) -> None:

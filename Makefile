@@ -23,7 +23,7 @@ demo: install
 	rm -rf outputs/demo
 	$(BIN)/cfc-bench train -m experiment=demo model=cfc,lstm hydra/launcher=joblib \
 		hydra.launcher.n_jobs=2 hydra.sweep.dir=outputs/demo
-	$(BIN)/cfc-bench tables --runs outputs/demo --out outputs/demo/tables
+	$(BIN)/cfc-bench tables --runs outputs/demo --out outputs/demo/tables --ran-only
 
 test: install
 	$(BIN)/pytest -q

@@ -261,3 +261,17 @@ def test_machine_ratio_shown_only_where_the_probe_spreads_support_it(
     row = table_row((out / "tables/xor.md").read_text(), "lstm")
     assert ("(machine 2.00x slower than for CfC)" in row) is shown
     assert "| 1.00x" in row  # the speed-up itself is shown either way
+
+
+def test_ran_only_leaves_out_the_paper_rows_without_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    reported = tmp_path / "reported.csv"
+    reported.write_text(REPORTED)
+    cfc_run(root / "cfc", "xor", "accuracy", 200, **{"test/accuracy": 0.99, "n_params": 1})
+    full, only = tmp_path / "full", tmp_path / "only"
+    assert main(["--runs", str(root), "--reported", str(reported), "--out", str(full)]) == 0
+    args = ["--runs", str(root), "--reported", str(reported), "--out", str(only), "--ran-only"]
+    assert main(args) == 0
+    assert "not run" in (full / "xor.md").read_text()
+    rows = [line for line in (only / "xor.md").read_text().splitlines() if line.startswith("| ")]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["cfc"]  # after the header

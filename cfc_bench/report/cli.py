@@ -68,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
         help="with --figures: also plot the scaling sweeps (cfc-bench bench --sweep) found here",
     )
     parser.add_argument(
+        "--ran-only",
+        action="store_true",
+        help="leave out the paper's rows that have no run (a table of your own runs)",
+    )
+    parser.add_argument(
         "--committed",
         action="store_true",
         help=f"allow writing the committed results under {COMMITTED}/ (`make tables` passes it)",
@@ -102,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     gathered = gather(args.runs)
     results = task_results(gathered, reported)
+    if args.ran_only:
+        for result in results.values():
+            result.table = result.table[result.table["status"] != "not run"]
     for path, reason in gathered.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     write_tables(results, args.out)

@@ -281,7 +281,7 @@ def test_figures_written(runs: Path, reported: Path, tmp_path: Path) -> None:
 def test_scaling_figures_of_bench_sweeps(
     runs: Path, reported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Sweep CSVs are drawn by cfc_bench.bench.cli.plot_sweep; single-size and broken ones are not."""
+    """Sweep CSVs are drawn by cfc_bench.bench.output.plot_sweep; single-size and broken ones are not."""
     from cfc_bench.bench import output as bench
 
     def plot_sweep(csv_path: Path, out_dir: Path) -> Path:

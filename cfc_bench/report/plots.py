@@ -149,8 +149,8 @@ def plot_metric_vs_time(table: pd.DataFrame, task: str, ylabel: str, out_dir: Pa
 def plot_scaling(bench_dir: Path, figures: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The scaling figures of the ``cfc-bench bench --sweep`` CSVs in ``bench_dir``.
 
-    Drawn by ``cfc_bench.bench.output.plot_sweep``; CSVs of a single size (no sweep) are passed over,
-    unreadable ones returned with the reason.
+    Drawn by ``cfc_bench.bench.output.plot_sweep``; CSVs of a single size (no sweep) are
+    passed over, unreadable ones returned with the reason.
     """
     if not bench_dir.is_dir():
         return [], []

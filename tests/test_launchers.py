@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from runs import TIMEOUT, TINY, cli, environment, read_json, start, table_row
 
+from cfc_bench.run.app import job_label
 from cfc_bench.run.cores import available_cores, launcher_threads
 from cfc_bench.text import plural
 
@@ -147,3 +148,13 @@ def test_slurm_profile_submits_a_resumable_array_job(tmp_path: Path) -> None:
 )
 def test_launcher_threads(launcher: dict, cores: int, threads: int | None) -> None:
     assert launcher_threads(OmegaConf.create(launcher), cores) == threads
+
+
+def test_job_label_is_the_folder_within_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hydra gives the job's folder absolute and the sweep's as typed (make demo: relative)."""
+    monkeypatch.chdir(tmp_path)
+    sweep = Path("outputs/demo")
+    assert job_label(tmp_path / "outputs/demo/0_xor_cfc_seed0", sweep) == "0_xor_cfc_seed0"
+    assert job_label(tmp_path / "outputs/demo/lstm/seed1", sweep.resolve()) == "lstm/seed1"

@@ -36,6 +36,13 @@ def label_console(label: str) -> None:
             handler.setFormatter(Labelled(handler.formatter, label))
 
 
+def job_label(out_dir: Path, sweep_dir: Path) -> str:
+    """The job's folder within its sweep ("3_xor_lstm_seed1", "lstm/seed1"), whether either
+    path is given relative to the working directory or absolute."""
+    out, sweep = out_dir.resolve(), sweep_dir.resolve()
+    return str(out.relative_to(sweep) if out.is_relative_to(sweep) else out)
+
+
 class Labelled(logging.Formatter):
     def __init__(self, inner: logging.Formatter, label: str):
         super().__init__()
@@ -51,9 +58,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    if multirun:  # the job's folder within the sweep: "3_xor_lstm_seed1", "lstm/seed1"
-        sweep = Path(hydra_cfg.sweep.dir)
-        label_console(str(out_dir.relative_to(sweep) if out_dir.is_relative_to(sweep) else out_dir))
+    if multirun:
+        label_console(job_label(out_dir, Path(hydra_cfg.sweep.dir)))
     hint = (
         f"launch the sweep again with hydra.sweep.dir={hydra_cfg.sweep.dir}"
         if multirun

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import os
 import pkgutil
@@ -129,6 +130,7 @@ def _submodules(package: ModuleType) -> list[ModuleType]:
     ]
 
 
+@functools.cache  # read once per process: register_configs and config_names ask often
 def _schemas(package: ModuleType, base: type) -> dict[str, type]:
     """The config dataclass each module of ``package`` defines, keyed by the module's name."""
     found = {}

@@ -50,6 +50,12 @@ def last_valid(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return seq[torch.arange(seq.shape[0], device=seq.device), last_steps(mask)]
 
 
+def with_elapsed(x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+    """``[x ; dt]``, ``[B,T,I+1]``: the elapsed time as one more input, for models with no
+    other place for it (the CfC paper's convention for its discrete-time baselines)."""
+    return torch.cat([x, dt.to(x.dtype).unsqueeze(-1)], dim=-1)
+
+
 class SequenceModel(nn.Module):
     """Runs a recurrence over time (``states``) and a linear readout of its state."""
 

@@ -17,7 +17,7 @@ from enum import Enum
 import torch
 from torch import nn
 
-from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel, with_elapsed
 from cfc_bench.models.cells import keras_init, lstm_biases
 from cfc_bench.ranges import ranged
 
@@ -67,5 +67,5 @@ class RNN(SequenceModel):
             lstm_biases(rnn.bias_ih_l0, rnn.bias_hh_l0, cfg.forget_bias, cfg.one_bias)
 
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(torch.cat([x, dt.to(x.dtype).unsqueeze(-1)], dim=-1))
+        out, _ = self.rnn(with_elapsed(x, dt))
         return out

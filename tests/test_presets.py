@@ -23,7 +23,14 @@ TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")
 MODELS = ("cfc", "cfc_nogate", "cfs", "cfc_mmrnn", "ltc", "ode_rnn", "lstm", "gru_d", "ode_lstm")
 PRESETS = [f"{task}_{model}" for task, model in itertools.product(TASKS, MODELS)]
 # further baselines, preset only where the paper has their row
-EXTRA = ("xor_ct_rnn", "walker_ct_rnn")
+EXTRA = (
+    "xor_ct_rnn",
+    "walker_ct_rnn",
+    *(f"{task}_{m}" for task in ("xor", "walker", "et_smnist") for m in ("phased_lstm", "ct_lstm")),
+    "physionet_phased_lstm",
+    "person_activity_phased_lstm",  # the ODE-LSTM script's own recipe (its header says why)
+)
+OWN_RECIPE = {"person_activity_phased_lstm"}
 
 
 def load(name: str) -> dict:
@@ -78,7 +85,11 @@ def test_untuned_models_share_a_recipe_within_a_task() -> None:
             for model in ("lstm", "gru_d", "ode_lstm", "ode_rnn")
         }
         recipes.update(
-            {m: load(f"{task}_{m}")["trainer"] for m in ("ct_rnn",) if f"{task}_{m}" in EXTRA}
+            {
+                m: load(f"{task}_{m}")["trainer"]
+                for m in ("ct_rnn", "phased_lstm", "ct_lstm")
+                if f"{task}_{m}" in EXTRA and f"{task}_{m}" not in OWN_RECIPE
+            }
         )
         assert all(r == recipes["lstm"] for r in recipes.values()), task
 

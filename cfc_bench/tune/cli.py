@@ -257,9 +257,12 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from hydra.errors import HydraException
 
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        for model in args.models.split(","):
-            tune_model(args, model.strip())
+        for model in models:  # every search space exists before the first search starts
+            search_overrides(args.task, model)
+        for model in models:
+            tune_model(args, model)
     except (ConfigError, HydraException) as err:
         print(f"cfc-bench tune: error: {err}", file=sys.stderr)
         return 2

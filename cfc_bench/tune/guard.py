@@ -33,9 +33,10 @@ def search_metric(task: DictConfig) -> Metric:
     settings = OmegaConf.to_object(task)
     name = getattr(settings, "name", "?")
     if not settings.has_validation():
+        protocol = getattr(settings.protocol, "value", settings.protocol)
         raise ConfigError(
             f"task {name} has no validation split under these settings "
-            f"(task.protocol={OmegaConf.select(task, 'protocol')}), and a search may not "
+            f"(task.protocol={protocol}), and a search may not "
             "choose settings on the test split: use a protocol that holds out validation data "
             "(task.protocol=default for physionet; task.val_samples=N for xor and et_smnist)"
         )

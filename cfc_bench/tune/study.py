@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,9 @@ def recover(storage: str, name: str) -> list[int]:
             study.tell(trial.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError):  # another process recovered it first
             continue
-        study.enqueue_trial(trial.params)
+        with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.enqueue_trial(trial.params)
         recovered.append(trial.number)
     return recovered
 

@@ -183,25 +183,33 @@ def test_best_trial_within_the_budget(tmp_path: Path) -> None:
     assert tune_study.progress(storage, "s", budget=5, maximize=False).remaining == 1
 
 
-def test_tiny_search_writes_a_preset_that_composes_and_resumes(tmp_path: Path) -> None:
-    result = tune(tmp_path)
+def test_tiny_search_writes_a_preset_that_composes(tmp_path: Path) -> None:
+    result = tune(tmp_path, "--search-only")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = trials_of(tmp_path)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     best = max(trials, key=lambda t: t.value)
-    preset = tmp_path / "tune" / "conf" / "experiment" / "tuned" / "xor_cfc.yaml"
     run_cfg = compose(
         ["experiment=tuned/xor_cfc", f"hydra.searchpath=[file://{tmp_path / 'tune' / 'conf'}]"]
     )
     assert run_cfg.tuning.trials == 2 and run_cfg.tuning.trial == best.number
     assert run_cfg.tuning.val == pytest.approx(best.value)
     assert run_cfg.trainer.lr == best.params["trainer.lr"]
+    assert run_cfg.model.backbone_dropout == best.params["model.backbone_dropout"]
     assert run_cfg.task.protocol.value == "default" and not run_cfg.paper_preset
     # settings fixed on the command line are not recorded as searched
     assert "model.hidden" not in run_cfg.tuning.space and "trainer.lr" in run_cfg.tuning.space
+    assert not (tmp_path / "tune" / "runs").exists()
+
+
+@pytest.mark.slow
+def test_tune_retrains_resumes_and_never_overwrites_a_preset(tmp_path: Path) -> None:
+    result = tune(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     seed0 = tmp_path / "tune" / "runs" / "xor" / "cfc" / "seed0" / "metrics.json"
     assert seed0.exists() and "tuned, test accuracy" in result.stdout
     # the same command again: nothing is trained again
+    preset = tmp_path / "tune" / "conf" / "experiment" / "tuned" / "xor_cfc.yaml"
     text = preset.read_text()
     again = tune(tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

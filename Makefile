@@ -142,6 +142,6 @@ TUNE_OUT ?= results/tune
 .PHONY: tune
 
 tune: install
-	@test -n "$(TASK)" || { echo "usage: make tune TASK=physionet [MODELS=cfc,gru_d,lstm] [TRIALS=24] [SEEDS=0,1,2] [ARGS=...]" >&2; exit 2; }
+	@test -n "$(TASK)" || { echo "usage: make tune TASK=physionet MODELS=cfc,gru_d,lstm [TRIALS=24] [SEEDS=0,1,2] [ARGS=...]" >&2; exit 2; }
 	$(BIN)/cfc-bench tune --task $(TASK) --models $(MODELS) --trials $(TRIALS) --seeds $(SEEDS) \
 		--out $(TUNE_OUT) --runs $(RUNS)/tuned --presets conf $(ARGS)

@@ -127,3 +127,21 @@ bench: install
 scaling: install
 	$(BENCH) --setting scaling_hidden --figures results/figures
 	$(BENCH) --setting scaling_steps --figures results/figures
+
+# Equal-budget hyperparameter search on validation data (docs/tuning.md): per model, TRIALS
+# trials of Hydra's Optuna sweeper under task.protocol=default, the study in
+# $(TUNE_OUT)/$(TASK)/<model>/study.db; the best trial's settings become the preset
+# conf/experiment/tuned/$(TASK)_<model>.yaml, retrained with SEEDS into
+# $(RUNS)/tuned/$(TASK)/<model>, which `make tables` shows as "tuned (N trials on validation)".
+# Resumable: run the same command again after an interruption (a SIGKILL included); an
+# existing preset or run of other settings is never overwritten (the command stops instead).
+#   make tune TASK=physionet MODELS=cfc,gru_d,lstm TRIALS=24 [ARGS="trainer.threads=1"]
+TRIALS ?= 24
+TUNE_OUT ?= results/tune
+
+.PHONY: tune
+
+tune: install
+	@test -n "$(TASK)" || { echo "usage: make tune TASK=physionet MODELS=cfc,gru_d,lstm [TRIALS=24] [SEEDS=0,1,2] [ARGS=...]" >&2; exit 2; }
+	$(BIN)/cfc-bench tune --task $(TASK) --models $(MODELS) --trials $(TRIALS) --seeds $(SEEDS) \
+		--out $(TUNE_OUT) --runs $(RUNS)/tuned --presets conf $(ARGS)

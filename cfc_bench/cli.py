@@ -18,6 +18,9 @@ commands:
              cfc-bench data info walker
   bench    time training and inference steps of every model (CSV under outputs/bench)
              cfc-bench bench --setting a
+  tune     search each model's settings on validation data (same budget each), write the
+           best as a preset, retrain it with 3 seeds and test it (pip install 'cfc-bench[tune]')
+             cfc-bench tune --task physionet --models cfc,lstm --trials 24
   check-model  run the model contract (shapes, causality, padding) on a model
              cfc-bench check-model my_rnn
 
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from cfc_bench.bench.cli import main as bench_main
 
         return bench_main(rest)
+    if command == "tune":
+        from cfc_bench.tune.cli import main as tune_main
+
+        return tune_main(rest)
     if command == "check-model":
         from cfc_bench.models.contract import main as check_main
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import hashlib
 import importlib
 import os
 import pkgutil
@@ -36,10 +37,12 @@ class Optimizer(Enum):
 
 
 # Settings that change how a run is executed or logged but not its results (the thread count
-# and flushed subnormals change rounding only; paper_preset describes the preset): a run may
-# resume (or count as done) under other values of these, and tables compare runs without them.
+# and flushed subnormals change rounding only; paper_preset and tuning describe the preset): a
+# run may resume (or count as done) under other values of these, and tables compare runs
+# without them.
 RUNTIME_KEYS = (
     "paper_preset",
+    "tuning",
     "device",
     "data",
     "logger",
@@ -99,6 +102,18 @@ class LoggerConfig:
 
 
 @dataclass
+class TuningConfig:
+    """How a tuned preset was chosen (``cfc-bench tune``, docs/tuning.md); empty otherwise."""
+
+    trials: int | None = ranged(None, ge=1)  # the search's budget: trials on validation
+    # the searched settings as Hydra sweep expressions, e.g. trainer.lr: tag(log, interval(...))
+    space: dict[str, str] = field(default_factory=dict)
+    trial: int | None = None  # the chosen trial's number in its study
+    val: float | None = None  # its validation score (the task's metric)
+    study: str | None = None  # the Optuna storage that holds the search
+
+
+@dataclass
 class RunConfig:
     model: Any = MISSING
     task: Any = MISSING
@@ -110,6 +125,7 @@ class RunConfig:
     # The preset reproduces the paper (set by conf/paper_preset.yaml, which every paper preset
     # includes): only runs of such a preset are judged against the paper's numbers.
     paper_preset: bool = False
+    tuning: TuningConfig = field(default_factory=TuningConfig)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -160,6 +176,15 @@ def _register_resolvers() -> None:
     # same microsecond never share one (cached: every job of a sweep sees the same value).
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+    # A short, stable folder name for a set of overrides (a search trial's folder: the same
+    # settings find the same folder, and resume or skip there).
+    if not OmegaConf.has_resolver("digest"):
+        OmegaConf.register_new_resolver("digest", digest)
+
+
+def digest(text: str) -> str:
+    """The first 12 hex digits of the SHA-256 of ``text``."""
+    return hashlib.sha256(str(text).encode()).hexdigest()[:12]
 
 
 def plugins(group: str) -> tuple[dict[str, Plugin], dict[str, str]]:

@@ -9,6 +9,9 @@ fewer epochs, ``task.train_limit`` or data that a task notes as "NOT the paper p
 a row REDUCED, anything else CHANGED. Settings that change neither what is learnt nor the
 budget (``IGNORED``) are not compared.
 
+Tuned presets (``cfc-bench tune``) record their search in a ``tuning`` block; their runs are
+labelled "tuned (N trials on validation)", followed by any difference from the preset.
+
 Paper presets. A preset is the paper's when it declares so: every paper preset includes
 ``conf/paper_preset.yaml``, which sets ``paper_preset: true`` (and the settings every paper
 preset shares). Only runs of a paper preset are judged against the paper.
@@ -116,6 +119,16 @@ def budget(run: dict[str, Any], preset: DictConfig | None) -> Budget:
     return Budget(text, not parts, bool(changed))
 
 
+def tuned_label(run: dict[str, Any], budget: Budget, preset: DictConfig | None) -> str:
+    """A tuned run's budget text, or the plain one for a run that no search chose."""
+    config = run.get("config")
+    trials = OmegaConf.select(config, "tuning.trials") if config is not None else None
+    if trials is None:
+        return budget.text
+    label = f"tuned ({plural(trials, 'trial')} on validation)"
+    return label if preset is None or budget.matches else f"{label}; {budget.text}"
+
+
 def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` (a DataFrame) with ``budget``, ``comparable`` (as its preset, and the preset is
     a paper preset: judged against the paper) and ``changed`` (a setting other than the budget
@@ -127,10 +140,11 @@ def label_runs(runs: pd.DataFrame) -> pd.DataFrame:
     chosen = [presets.get((r["experiment"], r["model"])) for r in records]
     labels = [budget(r, p) for r, p in zip(records, chosen, strict=True)]
     paper = [is_paper_preset(p) for p in chosen]
+    texts = [tuned_label(*row) for row in zip(records, labels, chosen, strict=True)]
     return runs.assign(
         budget=[
-            b.text if p or not b.matches else f"{b.text}; {NOT_PAPER_PRESET}"
-            for b, p in zip(labels, paper, strict=True)
+            t if p or not b.matches or t != b.text else f"{t}; {NOT_PAPER_PRESET}"
+            for t, b, p in zip(texts, labels, paper, strict=True)
         ],
         comparable=[b.matches and p for b, p in zip(labels, paper, strict=True)],
         changed=[b.changed for b in labels],

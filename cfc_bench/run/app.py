@@ -4,6 +4,10 @@ A single run stops with a short message on errors that are the user's to fix (ba
 settings, missing data, a diverging loss) and a traceback on anything else. In a multirun
 a failed job is recorded (failed.json, the log) and the other jobs go on; the summary at
 the end of the sweep (cfc_bench.run.callbacks) lists it and makes the command exit non-zero.
+
+A job returns its score to the sweeper: the test metric, except under Hydra's Optuna sweeper
+(a hyperparameter search, cfc_bench.tune), which is given the validation metric, never the
+test's; a failed job returns None, which that sweeper records as a failed trial.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cfc_bench.run.cores import available_cores, launcher_threads
 from cfc_bench.run.folder import RunFolder
 from cfc_bench.run.job import train
 from cfc_bench.text import plural
+from cfc_bench.tune.guard import searching
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,8 @@ class Labelled(logging.Formatter):
 
 @hydra.main(version_base="1.3", config_path="pkg://cfc_bench.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
-    """Train one model on one task; the test metric is returned for Hydra sweepers."""
+    """Train one model on one task; its score (see the module docstring) is returned for
+    Hydra sweepers."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     out_dir = Path(hydra_cfg.runtime.output_dir)
@@ -97,4 +103,5 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise
         log.exception("unexpected error; the sweep goes on with its other jobs")
         return None
-    return metrics.get(f"test/{metrics['metric']}")
+    split = "val" if multirun and searching(hydra_cfg.sweeper) else "test"
+    return metrics.get(f"{split}/{metrics['metric']}")

@@ -41,9 +41,17 @@ class TaskConfig:
     train_limit: int | None = ranged(None, ge=1)
     # recorded beside the task's metric (its Task's extra_metrics); the tables show a column each
     extra_metrics: ClassVar[tuple[Metric, ...]] = ()
+    # the metric models are compared and selected on, known before any data loads (a search
+    # on validation needs its direction); None: declared by the built Task only
+    metric: ClassVar[Metric | None] = None
 
     def build(self, data: DataConfig) -> Task:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")
+
+    def has_validation(self) -> bool:
+        """Whether :meth:`build` makes a ``val`` split under these settings, known before any
+        data loads: a hyperparameter search needs one (cfc_bench.tune)."""
+        return False
 
 
 @dataclass

@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ import torch
 from cfc_bench.data.cache import cached
 from cfc_bench.data.store import dataset_dir, raw_identity, reading
 from cfc_bench.errors import DataError
-from cfc_bench.metrics import ACCURACY
+from cfc_bench.metrics import ACCURACY, Metric
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, Protocol, SequenceData, Task, TaskConfig
@@ -62,6 +63,10 @@ class ETSMNISTConfig(TaskConfig):
     source_split: SourceSplit = SourceSplit.train
     # training images held out for validation (0 = none, as the paper)
     val_samples: int = ranged(0, ge=0)
+    metric: ClassVar[Metric] = ACCURACY
+
+    def has_validation(self) -> bool:
+        return self.val_samples > 0
 
     def build(self, data: DataConfig) -> Task:
         source = SourceSplit(self.source_split)
@@ -107,7 +112,7 @@ class ETSMNISTConfig(TaskConfig):
             "et_smnist",
             SequenceIO(1, CLASSES),
             per_step=False,
-            metric=ACCURACY,
+            metric=self.metric,
             splits=splits,
             notes=notes,
         )

@@ -138,9 +138,13 @@ class PhysioSet(Enum):
 class PhysioNetConfig(TaskConfig):
     name: str = "physionet"
     extra_metrics: ClassVar[tuple[Metric, ...]] = (AUPRC,)  # the field reports AUROC with it
+    metric: ClassVar[Metric] = AUC
     sets: list[PhysioSet] = field(default_factory=lambda: [PhysioSet.a])
     bin_hours: float = ranged(0.016, gt=0)
     split_seed: int = 42  # random_state of the train/test split; 42 as the reference
+
+    def has_validation(self) -> bool:
+        return Protocol(self.protocol) is not Protocol.paper  # quirk 4
 
     def build(self, data: DataConfig) -> Task:
         protocol = Protocol(self.protocol)
@@ -164,7 +168,7 @@ class PhysioNetConfig(TaskConfig):
             "physionet",
             SequenceIO(2 * N_FEATURES, 2, values_with_mask=True),
             per_step=False,
-            metric=AUC,
+            metric=self.metric,
             extra_metrics=self.extra_metrics,
             splits=splits,
             notes={

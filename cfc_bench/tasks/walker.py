@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from cfc_bench.data.store import dataset_dir, reading
 from cfc_bench.errors import DataError
-from cfc_bench.metrics import MSE
+from cfc_bench.metrics import MSE, Metric
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.tasks.base import DataConfig, Protocol, Select, SequenceData, Task, TaskConfig
 
@@ -47,6 +48,10 @@ SPLIT_ORDER = ("train", "val", "test")  # the order the sampling RNG visits the 
 @dataclass
 class WalkerConfig(TaskConfig):
     name: str = "walker"
+    metric: ClassVar[Metric] = MSE
+
+    def has_validation(self) -> bool:
+        return True
 
     def build(self, data: DataConfig) -> Task:
         folder = dataset_dir("walker", list(FILES), data)
@@ -55,7 +60,7 @@ class WalkerConfig(TaskConfig):
             "walker",
             SequenceIO(STATE_SIZE, STATE_SIZE),
             per_step=True,
-            metric=MSE,
+            metric=self.metric,
             splits=make_splits(folder),
             select=Select.last if paper else None,
         )

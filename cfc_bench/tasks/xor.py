@@ -6,7 +6,9 @@ Protocol (``../shared/paper/protocols.md``): train 100,000 samples from
 of a sample in one call consumes the same stream). Event encoding emits an event where a
 bit differs from the previous one (elapsed = bits since the last event) plus a trailing
 event for a final run of repeats; dense encoding emits every bit with elapsed 1. Both pad
-to 32 and divide elapsed by 32. No validation split, as in the reference.
+to 32 and divide elapsed by 32. No validation split, as in the reference; ``val_samples > 0``
+draws one more split of that size from its own ``RandomState(VAL_SEED)`` (not the protocol:
+for searches on validation, cfc_bench.tune).
 
 ``max_bits`` (default 31, the protocol's) draws lengths from 2 to ``max_bits`` and pads to
 ``max_bits + 1``: a shorter stream that trains in minutes (the demo), not the paper's task.
@@ -24,11 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from cfc_bench.metrics import ACCURACY
+from cfc_bench.metrics import ACCURACY, Metric
 from cfc_bench.models.base import SequenceIO
 from cfc_bench.ranges import ranged
 from cfc_bench.tasks.base import DataConfig, SequenceData, Task, TaskConfig
@@ -36,6 +39,7 @@ from cfc_bench.tasks.base import DataConfig, SequenceData, Task, TaskConfig
 PAD = 32
 MAX_BITS = PAD - 1
 TRAIN_SEED, TEST_SEED = 1234984, 48736
+VAL_SEED = 75311  # not the reference's: it has no validation split
 
 
 class Encoding(Enum):
@@ -56,16 +60,24 @@ class XORConfig(TaskConfig):
     readout: Readout = Readout.softmax
     train_samples: int = ranged(100_000, ge=1)
     test_samples: int = ranged(10_000, ge=1)
+    val_samples: int = ranged(0, ge=0)  # 0 = no validation split, as the reference
+    metric: ClassVar[Metric] = ACCURACY
+
+    def has_validation(self) -> bool:
+        return self.val_samples > 0
 
     def build(self, data: DataConfig) -> Task:
         encoding = Encoding(self.encoding)
+        sizes = {"train": self.train_samples, "val": self.val_samples, "test": self.test_samples}
+        seeds = {"train": TRAIN_SEED, "val": VAL_SEED, "test": TEST_SEED}
         splits = {
-            "train": make_split(self.train_samples, TRAIN_SEED, encoding, self.max_bits),
-            "test": make_split(self.test_samples, TEST_SEED, encoding, self.max_bits),
+            name: make_split(size, seeds[name], encoding, self.max_bits)
+            for name, size in sizes.items()
+            if size
         }
         outputs = 1 if Readout(self.readout) is Readout.sigmoid else 2
         io = SequenceIO(1, outputs)
-        task = Task("xor", io, per_step=False, metric=ACCURACY, splits=splits)
+        task = Task("xor", io, per_step=False, metric=self.metric, splits=splits)
         task.limit_train(self.train_limit)
         return task
 

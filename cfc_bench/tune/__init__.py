@@ -1,0 +1,1 @@
+"""Hyperparameter searches on validation data: Hydra's Optuna sweeper and `cfc-bench tune`."""

@@ -33,6 +33,7 @@ from cfc_bench.tasks.base import DataConfig, Select, TaskConfig
 class Optimizer(Enum):
     adam = "adam"
     adamw = "adamw"
+    adamax = "adamax"  # the latent_ode baselines' optimiser
     rmsprop = "rmsprop"
 
 

@@ -50,20 +50,66 @@ class GRUDConfig(ModelConfig):
         return GRUD(self, io)
 
 
+def feature_count(io: SequenceIO, model: str) -> int:
+    """The number of features ``D``: half the input when it is ``[values ; observed-mask]``."""
+    if io.values_with_mask and io.input_size % 2:
+        raise ValueError(
+            f"{model} reads x as [values ; observed-mask] halves, but the input size "
+            f"{io.input_size} is odd: the task must give one mask column per value"
+        )
+    return io.input_size // 2 if io.values_with_mask else io.input_size
+
+
+def input_decay_parameters(n_features: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """Per-feature input-decay weight and bias, initialised as the diagonal of a torch
+    ``Linear(n_features, n_features)`` (uniform in ±1/√n_features)."""
+    bound = 1.0 / math.sqrt(n_features)
+    return (
+        nn.Parameter(torch.empty(n_features).uniform_(-bound, bound)),
+        nn.Parameter(torch.empty(n_features).uniform_(-bound, bound)),
+    )
+
+
+def values_and_observed(
+    x: torch.Tensor, mask: torch.Tensor, values_with_mask: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature values ``[B,T,D]`` and where they were observed (bool, padding excluded): the
+    halves of ``x = [values ; observed-mask]``, or ``x`` observed at every valid step."""
+    valid = mask.bool().unsqueeze(-1)
+    if values_with_mask:
+        values, flags = x.chunk(2, dim=-1)
+        return values, (flags > 0.5) & valid
+    return x, valid.expand_as(x)
+
+
+def time_since_observed(
+    values: torch.Tensor, observed: torch.Tensor, dt: torch.Tensor, before: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``δ`` and ``x_last`` ``[B,T,D]`` of every step: the time since each feature's last
+    observation before the step, ``δ_t = dt_t + (1 − m_{t−1})·δ_{t−1}`` (``δ_{−1} = 0``), and
+    its last observed value up to and including the step (``before`` until the first one).
+    They depend on the data alone: one cheap scan, then everything else is batched."""
+    delta = torch.zeros_like(values[:, 0])
+    x_last = before.expand_as(delta)
+    observed_before = torch.ones_like(delta, dtype=torch.bool)
+    deltas, lasts = [], []
+    for v_t, m_t, dt_t in zip(
+        values.unbind(1), observed.unbind(1), dt.unsqueeze(-1).unbind(1), strict=True
+    ):
+        delta = dt_t + torch.where(observed_before, 0.0, delta)
+        x_last = torch.where(m_t, v_t, x_last)
+        observed_before = m_t
+        deltas.append(delta)
+        lasts.append(x_last)
+    return torch.stack(deltas, dim=1), torch.stack(lasts, dim=1)
+
+
 class GRUD(SequenceModel):
     def __init__(self, cfg: GRUDConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
-        if io.values_with_mask and io.input_size % 2:
-            raise ValueError(
-                f"GRU-D reads x as [values ; observed-mask] halves, but the input size "
-                f"{io.input_size} is odd: the task must give one mask column per value"
-            )
-        n_features = io.input_size // 2 if io.values_with_mask else io.input_size
+        n_features = feature_count(io, "GRU-D")
         self.n_features = n_features
-        # Initialised as the diagonal of a torch Linear(n_features, n_features).
-        bound = 1.0 / math.sqrt(n_features)
-        self.input_decay_weight = nn.Parameter(torch.empty(n_features).uniform_(-bound, bound))
-        self.input_decay_bias = nn.Parameter(torch.empty(n_features).uniform_(-bound, bound))
+        self.input_decay_weight, self.input_decay_bias = input_decay_parameters(n_features)
         self.hidden_decay = nn.Linear(n_features, cfg.hidden)
         gru_in = 2 * n_features if io.values_with_mask else n_features
         self.cell = nn.GRUCell(gru_in, cfg.hidden)
@@ -75,21 +121,11 @@ class GRUD(SequenceModel):
     def x_mean(self) -> torch.Tensor:
         return self.observed_sum / self.observed_count.clamp(min=1.0)
 
-    def values_and_observed(
-        self, x: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature values ``[B,T,D]`` and where they were observed (bool, padding excluded)."""
-        valid = mask.bool().unsqueeze(-1)
-        if self.io.values_with_mask:
-            values, flags = x.split(self.n_features, dim=-1)
-            return values, (flags > 0.5) & valid
-        return x, valid.expand_as(x)
-
     def decayed_inputs(
         self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The GRU's input ``[x̂ ; m]`` (or ``x̂``) and the state decay ``γh``, every step."""
-        values, observed = self.values_and_observed(x, mask)
+        values, observed = values_and_observed(x, mask, self.io.values_with_mask)
         # torch.where, not m·x: unobserved entries may hold anything, NaN included.
         observed_values = torch.where(observed, values, 0.0)
         if self.training:
@@ -97,24 +133,7 @@ class GRUD(SequenceModel):
                 self.observed_sum += observed_values.sum(dim=(0, 1)).to(torch.float64)
                 self.observed_count += observed.sum(dim=(0, 1)).to(torch.float64)
         x_mean = self.x_mean.to(x.dtype)
-        # δ and x_last depend on the data alone: one cheap scan, then everything is batched.
-        delta = torch.zeros_like(values[:, 0])
-        x_last = x_mean.expand_as(delta)
-        observed_before = torch.ones_like(delta, dtype=torch.bool)
-        deltas, lasts = [], []
-        steps = zip(
-            values.unbind(1),
-            observed.unbind(1),
-            dt.to(x.dtype).unsqueeze(-1).unbind(1),
-            strict=True,
-        )
-        for v_t, m_t, dt_t in steps:
-            delta = dt_t + torch.where(observed_before, 0.0, delta)
-            x_last = torch.where(m_t, v_t, x_last)
-            observed_before = m_t
-            deltas.append(delta)
-            lasts.append(x_last)
-        delta, x_last = torch.stack(deltas, dim=1), torch.stack(lasts, dim=1)
+        delta, x_last = time_since_observed(values, observed, dt.to(x.dtype), x_mean)
         gamma_x = torch.exp(-torch.relu(self.input_decay_weight * delta + self.input_decay_bias))
         gamma_h = torch.exp(-torch.relu(self.hidden_decay(delta)))
         x_hat = torch.where(observed, values, gamma_x * x_last + (1.0 - gamma_x) * x_mean)

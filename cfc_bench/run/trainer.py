@@ -63,6 +63,8 @@ def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if kind is Optimizer.adamw:
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if kind is Optimizer.adamax:
+        return torch.optim.Adamax(params, lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.RMSprop(params, lr=t.lr, alpha=t.rmsprop_alpha, weight_decay=t.weight_decay)
 
 

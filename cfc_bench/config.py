@@ -33,8 +33,8 @@ from cfc_bench.tasks.base import DataConfig, Select, TaskConfig
 class Optimizer(Enum):
     adam = "adam"
     adamw = "adamw"
-    adamax = "adamax"  # the latent_ode baselines' optimiser
     rmsprop = "rmsprop"
+    adamax = "adamax"  # the Latent-ODE code's optimizer
 
 
 # Settings that change how a run is executed or logged but not its results (the thread count

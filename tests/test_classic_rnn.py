@@ -233,3 +233,30 @@ def test_model_entries_and_the_adamax_optimiser() -> None:
     assert (cfg.model.cell.value, cfg.model.input_decay) == ("expdecay", True)
     optimizer = make_optimizer(cfg, [nn.Parameter(torch.zeros(1))])
     assert isinstance(optimizer, torch.optim.Adamax) and optimizer.defaults["lr"] == 0.01
+
+
+def test_reconstruction_term_of_the_reference_by_hand() -> None:
+    model = build(decoder_units=3).train()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.copy_(0.2 * torch.arange(p.numel(), dtype=torch.float64).reshape(p.shape).sin())
+    x, dt, mask = sequence()
+    states = model.states(x, dt, mask)[0].detach().numpy()
+    w1, b1, w2, b2 = (p.detach().numpy() for p in model.decoder.parameters())
+    log_density = []  # per feature: the mean over its observed steps
+    for k in range(D):
+        points = []
+        for t in range(4):
+            if not OBSERVED[t][k]:
+                continue
+            mu = VALUES[t][k] if t == 0 else (w2 @ np.tanh(w1 @ states[t - 1] + b1) + b2)[k]
+            f64 = {"dtype": torch.float64}
+            normal = torch.distributions.Normal(torch.tensor(mu, **f64), torch.tensor(0.01, **f64))
+            points.append(normal.log_prob(torch.tensor(VALUES[t][k], **f64)).item())
+        log_density.append(np.mean(points))
+    expected = -np.mean(log_density) / 100  # the cross-entropy keeps weight 1, not 100
+    assert model.auxiliary_loss().item() == pytest.approx(expected, rel=1e-12)
+    model.eval()
+    model.states(x, dt, mask)
+    assert model.auxiliary_loss() is None  # evaluation adds nothing
+    assert build().train().auxiliary_loss() is None  # no decoder, no term

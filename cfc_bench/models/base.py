@@ -73,6 +73,12 @@ class SequenceModel(nn.Module):
         compute it without a gradient for every step's state."""
         return last_valid(self.states(x, dt, mask), mask)
 
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        """A scalar the trainer adds to the task's loss, computed by the last forward pass in
+        training mode (the ELBO terms of a generative model, say); None (the default) for
+        none. A model returns None after a forward pass in evaluation mode."""
+        return None
+
     def forward(
         self,
         x: torch.Tensor,

@@ -35,14 +35,18 @@ far (equal to the reference's per-record mean at the last step when every step i
 record's). Its ``w_x, b_x`` are allocated uninitialised (``torch.Tensor(1, D)``), and on a GPU
 its ``Parameter(...).to(device)`` makes them plain tensors the optimiser never updates; here
 they are parameters, uniform in ±1/√D like a torch ``Linear`` of D inputs. The objective is
-the classification loss alone; with ``--classif`` on PhysioNet the reference adds 100 × the
-cross-entropy to a reconstruction term (negative Gaussian log-likelihood, σ = 0.01, of the
-next step's values decoded from ``h`` by a 1-layer tanh MLP), on person activity it uses
-the cross-entropy alone.
+the classification loss, plus, with ``decoder_units`` set, the reference's
+PhysioNet reconstruction term (``--classif`` there trains ``−log-likelihood + 100 × CE``):
+a Gaussian (σ = 0.01) log-density of each step's observed values as decoded from the state
+before it by ``Linear(H, units)–tanh–Linear(units, D)``, averaged per sequence and feature.
+It comes from :meth:`auxiliary_loss` divided by 100, so that the task's cross-entropy keeps
+weight 1 (Adamax's steps do not depend on the loss's scale). On person activity the
+reference trains the cross-entropy alone.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -61,6 +65,8 @@ from cfc_bench.ranges import ranged
 
 CLASSIFIER_UNITS = 300  # latent_ode create_classifier: Linear(H,300) ReLU Linear(300,300) ReLU
 DECAY_CAP = 1000.0  # the reference clamps every decay exponent to [0, 1000]
+OBSERVATION_STD = 0.01  # run_models.py obsrv_std of its Gaussian likelihood
+CLASSIFICATION_WEIGHT = 100.0  # Baseline.compute_all_losses: −log-likelihood + 100 × CE
 
 
 class ClassicCell(Enum):
@@ -81,6 +87,8 @@ class ClassicRNNConfig(ModelConfig):
     input_decay: bool = False  # impute unobserved inputs as GRU-D does (--input-decay)
     classifier: Classifier = Classifier.mlp
     time_scale: float = ranged(1.0, gt=0)  # Δt and δ are the task's elapsed time times this
+    # hidden units of the decoder of the reconstruction term (--units); None: no such term
+    decoder_units: int | None = ranged(None, ge=1)
 
     def build(self, io: SequenceIO) -> ClassicRNN:
         return ClassicRNN(self, io)
@@ -118,6 +126,15 @@ class ClassicRNN(SequenceModel):
                 nn.Linear(CLASSIFIER_UNITS, io.output_size),
             )
         normal_init(self.readout)
+        self.decoder = None
+        if cfg.decoder_units is not None:
+            self.decoder = nn.Sequential(
+                nn.Linear(cfg.hidden, cfg.decoder_units),
+                nn.Tanh(),
+                nn.Linear(cfg.decoder_units, n_features),
+            )
+            normal_init(self.decoder)
+        self.reconstruction: torch.Tensor | None = None
 
     def step_inputs(
         self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
@@ -156,4 +173,31 @@ class ClassicRNN(SequenceModel):
             new = gru_step(self.cell, x_t, h if gamma_t is None else gamma_t * h)
             h = torch.where(update_t.unsqueeze(-1), new, h)
             out.append(h)
-        return torch.stack(out, dim=1)
+        states = torch.stack(out, dim=1)
+        self.reconstruction = None
+        if self.decoder is not None and self.training:
+            values, observed = values_and_observed(x, mask, self.io.values_with_mask)
+            self.reconstruction = self.reconstruction_loss(states, values, observed)
+        return states
+
+    def reconstruction_loss(
+        self, states: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
+    ) -> torch.Tensor:
+        """The reference's reconstruction term over 100: each step's values predicted by the
+        decoder from the state before it (step 0 by its own data), the Gaussian log-density
+        of the observed ones averaged per sequence and feature (a feature never observed
+        counts 0), then over features and sequences, negated."""
+        seen = torch.where(observed, values, 0.0)
+        predicted = torch.cat([seen[:, :1], self.decoder(states[:, :-1])], dim=1)
+        log_density = (
+            -((predicted - seen) ** 2) / (2 * OBSERVATION_STD**2)
+            - math.log(OBSERVATION_STD)
+            - 0.5 * math.log(2 * math.pi)
+        )
+        counts = observed.sum(dim=1)
+        total = torch.where(observed, log_density, 0.0).sum(dim=1)
+        per_feature = torch.where(counts > 0, total / counts.clamp(min=1), 0.0)
+        return -per_feature.mean() / CLASSIFICATION_WEIGHT
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        return self.reconstruction

@@ -137,6 +137,9 @@ class Trainer:
             step_start = time.perf_counter()
             out = model(batch.x, batch.dt, batch.mask, self.task.per_step)
             loss = self.task.loss(out, batch, self.class_weights)
+            auxiliary = model.auxiliary_loss()  # the model's own terms (SequenceModel)
+            if auxiliary is not None:
+                loss = loss + auxiliary
             if not torch.isfinite(loss):
                 hint = (
                     "the very first forward pass, before any update: the model cannot take "

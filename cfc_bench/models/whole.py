@@ -20,6 +20,8 @@ model; the true time of the last step cannot be recovered from it causally.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from cfc_bench.models.base import SequenceModel
@@ -42,6 +44,36 @@ def observed_channels(x: torch.Tensor, mask: torch.Tensor, values_with_mask: boo
         return valid.expand_as(x)
     flags = x[..., x.shape[-1] // 2 :] > 0.5
     return torch.cat([flags, flags], dim=-1) & valid
+
+
+class ObservationSet(NamedTuple):
+    """Each sequence's observations as a padded set ``[B,N]`` (``N`` the most in the batch),
+    in step order: time, channel index, value, and whether the slot holds one."""
+
+    time: torch.Tensor
+    channel: torch.Tensor
+    value: torch.Tensor
+    valid: torch.Tensor
+
+
+def observation_set(x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor, values_with_mask: bool):
+    """The observed values of ``x`` as an :class:`ObservationSet` over ``D`` channels (the value
+    half with ``[values ; observed-mask]`` inputs, else every input at every valid step)."""
+    if values_with_mask:
+        d = x.shape[-1] // 2
+        values, observed = x[..., :d], (x[..., d:] > 0.5) & mask.unsqueeze(-1)
+    else:
+        d = x.shape[-1]
+        values, observed = x, mask.unsqueeze(-1).expand_as(x)
+    flat = observed.flatten(1)
+    count = flat.sum(dim=1)
+    n = max(int(count.max()), 1)
+    # a stable sort puts each sequence's observed entries first, in (step, channel) order
+    index = torch.sort((~flat).to(torch.int8), dim=1, stable=True).indices[:, :n]
+    valid = torch.arange(n, device=x.device) < count.unsqueeze(1)
+    time = observation_times(dt, mask).gather(1, torch.div(index, d, rounding_mode="floor"))
+    value = torch.where(valid, values.flatten(1).gather(1, index), 0.0)
+    return ObservationSet(time, index % d, value, valid), d
 
 
 class WholeSequenceModel(SequenceModel):

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO
-from cfc_bench.models.whole import WholeSequenceModel, observation_set
+from cfc_bench.models.whole import WholeSequenceModel, observation_set, value_channels
 from cfc_bench.ranges import ranged
 
 
@@ -91,7 +91,7 @@ class IPNets(WholeSequenceModel):
                 f"{io.input_size} is odd: the task must give one mask column per value"
             )
         self.cfg = cfg
-        d = io.input_size // 2 if io.values_with_mask else io.input_size
+        d = value_channels(io, "IP-Nets")
         self.kernel = nn.Parameter(torch.zeros(d))  # α = softplus(0) = log 2 at the start
         self.cross = nn.Parameter(torch.eye(d))
         self.register_buffer("rho", torch.linspace(0.0, cfg.time_span, cfg.ref_points))

@@ -47,6 +47,7 @@ from cfc_bench.models.whole import (
     masked_attention,
     observation_times,
     observed_channels,
+    value_channels,
 )
 from cfc_bench.ranges import ranged
 
@@ -87,11 +88,7 @@ class MultiTimeAttention(nn.Module):
 
     def __init__(self, cfg: MTANConfig, io: SequenceIO):
         super().__init__()
-        if io.values_with_mask and io.input_size % 2:
-            raise ValueError(
-                f"mTAN reads x as [values ; observed-mask] halves, but the input size "
-                f"{io.input_size} is odd: the task must give one mask column per value"
-            )
+        value_channels(io, "mTAN")  # checks the input layout
         self.values_with_mask = io.values_with_mask
         self.time_scale = cfg.time_scale
         self.heads = cfg.num_heads

@@ -24,7 +24,20 @@ from typing import NamedTuple
 
 import torch
 
-from cfc_bench.models.base import SequenceModel
+from cfc_bench.models.base import SequenceIO, SequenceModel
+
+
+def value_channels(io: SequenceIO, model: str) -> int:
+    """``D``, the channels that hold values: half the inputs with ``[values ; observed-mask]``
+    inputs (a ValueError if the input size is odd), else all of them."""
+    if not io.values_with_mask:
+        return io.input_size
+    if io.input_size % 2:
+        raise ValueError(
+            f"{model} reads x as [values ; observed-mask] halves, but the input size "
+            f"{io.input_size} is odd: the task must give one mask column per value"
+        )
+    return io.input_size // 2
 
 
 def observation_times(dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

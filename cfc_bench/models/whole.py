@@ -80,7 +80,8 @@ def observation_set(x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor, value
         values, observed = x, mask.unsqueeze(-1).expand_as(x)
     flat = observed.flatten(1)
     count = flat.sum(dim=1)
-    n = max(int(count.max()), 1)
+    # the most observations in the batch; a meta tensor (device checks) holds no data: all slots
+    n = flat.shape[1] if flat.is_meta else max(int(count.max()), 1)
     # a stable sort puts each sequence's observed entries first, in (step, channel) order
     index = torch.sort((~flat).to(torch.int8), dim=1, stable=True).indices[:, :n]
     valid = torch.arange(n, device=x.device) < count.unsqueeze(1)

@@ -16,6 +16,9 @@ Under PhysioNet's ``protocol=paper``, whose ``dt_k`` is the previous step's gap 
 (``cfc_bench/tasks/physionet.py``, quirk 3), the sum gives ``t_k = t_{k−1}``: each step sits at
 the previous step's time (steps 0 and 1 both at 0), the time input that protocol hands every
 model; the true time of the last step cannot be recovered from it causally.
+Under person activity's ``protocol=paper`` a reading filed before an earlier tick has a negative
+elapsed time (``cfc_bench/tasks/person_activity.py``, quirk 4); its magnitude is counted
+forward, so times never decrease.
 """
 
 from __future__ import annotations

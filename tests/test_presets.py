@@ -107,6 +107,8 @@ REDUCED_BATCHES = 2
 SLOW = {
     *(f"{task}_ltc" for task in TASKS),
     *(f"et_smnist_{model}" for model in ("ode_rnn", "ode_lstm", "gru_d")),
+    "physionet_ip_nets",  # its kernel sums over 192 reference times
+    "person_activity_mtan",  # 512 units, batches of 256
 }
 # The reference's PhysioNet collation gives negative elapsed times (task.protocol=paper), over
 # which the denominator cm + h·(...) of LTC's semi-implicit Euler step crosses zero at once

@@ -15,6 +15,9 @@ after the last valid step), and raises ``AssertionError`` saying what broke:
 - padding and gradients: NaN or inf in padded inputs and elapsed times gives exactly the
   outputs and parameter gradients of zero padding, all finite (in training mode, the same
   dropout draws), for per-step and last-valid outputs.
+
+A model that reads whole sequences (attention, interpolation, set functions) keeps the same
+checks: its per-step output is its output on each prefix (``cfc_bench/models/whole.py``).
 """
 
 from __future__ import annotations

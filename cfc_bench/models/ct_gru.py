@@ -1,0 +1,88 @@
+"""CT-GRU (Mozer, Kazakov & Lindsey 2017), as the ODE-LSTM paper's TensorFlow baseline
+(``node_cell.CTGRU``, whose row the CfC paper copies) computes it.
+
+Each hidden unit keeps ``M`` traces ``h̃_m``, one per time scale ``τ_m = 10^(m/2)``
+(``m = 0 … M−1``: 1, √10, 10, …, 10^3.5 for the reference's ``M = 8``); the unit's state is
+their sum ``h = Σ_m h̃_m``. One step, with input ``x`` and elapsed time ``dt``:
+
+  ln τᴿ = W_R [x ; h] + b_R                      H·M values, read as [H, M]
+  r_m   = softmax_m(−(ln τᴿ_m − ln τ_m)²)         retrieval: soft choice of a time scale
+  q     = tanh(W_Q [x ; Σ_m r_m h̃_m] + b_Q)       the event signal
+  ln τˢ = W_S [x ; h] + b_S
+  s_m   = softmax_m(−(ln τˢ_m − ln τ_m)²)         storage: soft choice of a time scale
+  h̃'_m  = ((1 − s_m)·h̃_m + s_m·q) · exp(−dt/τ_m)
+  h'    = Σ_m h̃'_m                               the output
+
+The elapsed time enters only through the decay ``exp(−dt/τ_m)``, which the reference applies
+after the update, with the step's own ``dt`` (the gap before the observation), so the event
+just stored decays too: with ``dt = 0`` nothing decays; as ``dt`` grows the fast scales are
+forgotten first. The
+traces start at 0. ``W_R, W_Q, W_S`` are Keras ``Dense`` layers: glorot-uniform kernels over
+the fused input, zero biases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
+from cfc_bench.models.cells import keras_dense
+from cfc_bench.ranges import ranged
+
+
+@dataclass
+class CTGRUConfig(ModelConfig):
+    name: str = "ct_gru"
+    hidden: int = ranged(64, ge=1)
+    scales: int = ranged(8, ge=1)  # M, time scales per unit (the reference: 8)
+
+    def build(self, io: SequenceIO) -> CTGRU:
+        return CTGRU(self, io)
+
+
+class CTGRU(SequenceModel):
+    def __init__(self, cfg: CTGRUConfig, io: SequenceIO):
+        super().__init__(io, cfg.hidden)
+        fused, traces = io.input_size + cfg.hidden, cfg.hidden * cfg.scales
+        self.retrieval = keras_dense(fused, traces)  # W_R, b_R
+        self.detect = keras_dense(fused, cfg.hidden)  # W_Q, b_Q
+        self.storage = keras_dense(fused, traces)  # W_S, b_S
+        self.scales = cfg.scales
+
+    def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n_in, hidden, scales = x.shape[-1], self.detect.out_features, self.scales
+        # ln τ_m = m·ln(10)/2, in the input's precision
+        ln_tau = 0.5 * math.log(10.0) * torch.arange(scales, dtype=x.dtype, device=x.device)
+        w_rx, w_rh = self.retrieval.weight.split([n_in, hidden], dim=1)
+        w_sx, w_sh = self.storage.weight.split([n_in, hidden], dim=1)
+        w_qx, w_qq = self.detect.weight.split([n_in, hidden], dim=1)
+        # the input's share of all three layers, hoisted out of the time loop
+        x_proj = F.linear(
+            x,
+            torch.cat([w_rx, w_sx, w_qx]),
+            torch.cat([self.retrieval.bias, self.storage.bias, self.detect.bias]),
+        )
+        w_h = torch.cat([w_rh, w_sh])
+        decays = torch.exp(-dt.to(x.dtype).unsqueeze(-1) * torch.exp(-ln_tau)).unsqueeze(-2)
+        traces = x.new_zeros(x.shape[0], hidden, scales)
+        out = []
+        for x_t, decay in zip(x_proj.unbind(1), decays.unbind(1), strict=True):
+            xr, xs, xq = x_t.split([hidden * scales, hidden * scales, hidden], dim=-1)
+            hr, hs = F.linear(traces.sum(-1), w_h).split(hidden * scales, dim=-1)
+            r = scale_choice(xr + hr, ln_tau)
+            s = scale_choice(xs + hs, ln_tau)
+            q = torch.tanh(xq + F.linear((r * traces).sum(-1), w_qq))
+            traces = torch.lerp(traces, q.unsqueeze(-1), s) * decay
+            out.append(traces.sum(-1))
+        return torch.stack(out, dim=1)
+
+
+def scale_choice(predicted: torch.Tensor, ln_tau: torch.Tensor) -> torch.Tensor:
+    """``softmax_m(−(ln τ'_m − ln τ_m)²)`` of predicted log time scales ``[B, H·M]``, as
+    ``[B, H, M]``."""
+    distance = predicted.view(predicted.shape[0], -1, ln_tau.numel()) - ln_tau
+    return torch.softmax(-distance.square(), dim=-1)

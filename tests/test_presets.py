@@ -22,8 +22,14 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "conf" / "experiment"
 TASKS = ("xor", "physionet", "person_activity", "walker", "et_smnist")
 MODELS = ("cfc", "cfc_nogate", "cfs", "cfc_mmrnn", "ltc", "ode_rnn", "lstm", "gru_d", "ode_lstm")
 PRESETS = [f"{task}_{model}" for task, model in itertools.product(TASKS, MODELS)]
-# further baselines, preset only where the paper has their row
-EXTRA = ("xor_ct_rnn", "walker_ct_rnn")
+# the ODE-LSTM paper's further TensorFlow cells, preset for each task its scripts run them on
+NODE_CELLS = ("ct_gru", "rnn_decay", "bidirectional_rnn", "gru_ode")
+# further baselines, preset only where the paper or the reference scripts have them
+EXTRA = (
+    "xor_ct_rnn",
+    "walker_ct_rnn",
+    *(f"{task}_{model}" for task in ("xor", "walker", "et_smnist") for model in NODE_CELLS),
+)
 
 
 def load(name: str) -> dict:
@@ -78,7 +84,11 @@ def test_untuned_models_share_a_recipe_within_a_task() -> None:
             for model in ("lstm", "gru_d", "ode_lstm", "ode_rnn")
         }
         recipes.update(
-            {m: load(f"{task}_{m}")["trainer"] for m in ("ct_rnn",) if f"{task}_{m}" in EXTRA}
+            {
+                m: load(f"{task}_{m}")["trainer"]
+                for m in ("ct_rnn", *NODE_CELLS)
+                if f"{task}_{m}" in EXTRA
+            }
         )
         assert all(r == recipes["lstm"] for r in recipes.values()), task
 
@@ -92,10 +102,11 @@ ON_THE_MIRROR = {
 # training sequences in the reduced epoch: two batches of the preset's size
 REDUCED_BATCHES = 2
 # presets whose reduced epoch takes more than a few seconds (LTC's unfolded ODE; ET-sMNIST's
-# 256 steps through an ODE solver or GRU-D): marked slow
+# 256 steps through an ODE solver, GRU-D or CT-GRU's 8 traces): marked slow
 SLOW = {
     *(f"{task}_ltc" for task in TASKS),
     *(f"et_smnist_{model}" for model in ("ode_rnn", "ode_lstm", "gru_d")),
+    *(f"et_smnist_{model}" for model in ("ct_gru", "bidirectional_rnn", "gru_ode")),
 }
 # The reference's PhysioNet collation gives negative elapsed times (task.protocol=paper), over
 # which the denominator cm + h·(...) of LTC's semi-implicit Euler step crosses zero at once

@@ -98,9 +98,14 @@ def ct_gru_weights(m: int) -> tuple[np.ndarray, ...]:
 def test_ct_gru_follows_the_reference_cell(m: int) -> None:
     model = build("ct_gru", f"model.scales={m}")
     kr, br, kq, bq, ks, bs = ct_gru_weights(m)
-    load(model.retrieval, kr, br)
+
+    def scale_major(a: np.ndarray) -> np.ndarray:
+        """Outputs u·M + m (the reference's [H, M]) reordered m·H + u (the model's [M, H])."""
+        return a.reshape(*a.shape[:-1], H, m).swapaxes(-1, -2).reshape(a.shape)
+
+    load(model.retrieval, scale_major(kr), scale_major(br))
     load(model.detect, kq, bq)
-    load(model.storage, ks, bs)
+    load(model.storage, scale_major(ks), scale_major(bs))
     x, dt = data()
     np.testing.assert_allclose(
         run(model, x, dt), ct_gru_reference(x, dt, kr, br, kq, bq, ks, bs, m), rtol=0, atol=1e-12

@@ -5,7 +5,7 @@ Each hidden unit keeps ``M`` traces ``h̃_m``, one per time scale ``τ_m = 10^(m
 (``m = 0 … M−1``: 1, √10, 10, …, 10^3.5 for the reference's ``M = 8``); the unit's state is
 their sum ``h = Σ_m h̃_m``. One step, with input ``x`` and elapsed time ``dt``:
 
-  ln τᴿ = W_R [x ; h] + b_R                      H·M values, read as [H, M]
+  ln τᴿ = W_R [x ; h] + b_R                      H·M values, one per unit and scale
   r_m   = softmax_m(−(ln τᴿ_m − ln τ_m)²)         retrieval: soft choice of a time scale
   q     = tanh(W_Q [x ; Σ_m r_m h̃_m] + b_Q)       the event signal
   ln τˢ = W_S [x ; h] + b_S
@@ -18,7 +18,10 @@ after the update, with the step's own ``dt`` (the gap before the observation), s
 just stored decays too: with ``dt = 0`` nothing decays; as ``dt`` grows the fast scales are
 forgotten first. The
 traces start at 0. ``W_R, W_Q, W_S`` are Keras ``Dense`` layers: glorot-uniform kernels over
-the fused input, zero biases.
+the fused input, zero biases. Their H·M outputs are read as ``[M, H]`` (the reference reads
+``[H, M]``; a permutation of the outputs of an i.i.d.-initialised layer, the same model) so
+that the traces ``[B, M, H]`` keep the units contiguous: torch's CPU softmax and sums along a
+short last dimension are many times slower.
 """
 
 from __future__ import annotations
@@ -67,22 +70,22 @@ class CTGRU(SequenceModel):
             torch.cat([self.retrieval.bias, self.storage.bias, self.detect.bias]),
         )
         w_h = torch.cat([w_rh, w_sh])
-        decays = torch.exp(-dt.to(x.dtype).unsqueeze(-1) * torch.exp(-ln_tau)).unsqueeze(-2)
-        traces = x.new_zeros(x.shape[0], hidden, scales)
+        decays = torch.exp(-dt.to(x.dtype).unsqueeze(-1) * torch.exp(-ln_tau)).unsqueeze(-1)
+        traces = x.new_zeros(x.shape[0], scales, hidden)
         out = []
         for x_t, decay in zip(x_proj.unbind(1), decays.unbind(1), strict=True):
             xr, xs, xq = x_t.split([hidden * scales, hidden * scales, hidden], dim=-1)
-            hr, hs = F.linear(traces.sum(-1), w_h).split(hidden * scales, dim=-1)
+            hr, hs = F.linear(traces.sum(1), w_h).split(hidden * scales, dim=-1)
             r = scale_choice(xr + hr, ln_tau)
             s = scale_choice(xs + hs, ln_tau)
-            q = torch.tanh(xq + F.linear((r * traces).sum(-1), w_qq))
-            traces = torch.lerp(traces, q.unsqueeze(-1), s) * decay
-            out.append(traces.sum(-1))
+            q = torch.tanh(xq + F.linear((r * traces).sum(1), w_qq))
+            traces = torch.lerp(traces, q.unsqueeze(1), s) * decay
+            out.append(traces.sum(1))
         return torch.stack(out, dim=1)
 
 
 def scale_choice(predicted: torch.Tensor, ln_tau: torch.Tensor) -> torch.Tensor:
-    """``softmax_m(−(ln τ'_m − ln τ_m)²)`` of predicted log time scales ``[B, H·M]``, as
-    ``[B, H, M]``."""
-    distance = predicted.view(predicted.shape[0], -1, ln_tau.numel()) - ln_tau
-    return torch.softmax(-distance.square(), dim=-1)
+    """``softmax_m(−(ln τ'_m − ln τ_m)²)`` of predicted log time scales ``[B, M·H]``, as
+    ``[B, M, H]``."""
+    distance = predicted.view(predicted.shape[0], ln_tau.numel(), -1) - ln_tau.unsqueeze(-1)
+    return torch.softmax(-distance.square(), dim=1)

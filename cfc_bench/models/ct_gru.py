@@ -63,29 +63,28 @@ class CTGRU(SequenceModel):
         w_rx, w_rh = self.retrieval.weight.split([n_in, hidden], dim=1)
         w_sx, w_sh = self.storage.weight.split([n_in, hidden], dim=1)
         w_qx, w_qq = self.detect.weight.split([n_in, hidden], dim=1)
-        # the input's share of all three layers, hoisted out of the time loop
-        x_proj = F.linear(
-            x,
-            torch.cat([w_rx, w_sx, w_qx]),
-            torch.cat([self.retrieval.bias, self.storage.bias, self.detect.bias]),
-        )
+        # the input's share of the three layers, hoisted out of the time loop; retrieval and
+        # storage side by side as [B, T, 2, M, H]
+        batch, steps = x.shape[:2]
+        x_rs = F.linear(
+            x, torch.cat([w_rx, w_sx]), torch.cat([self.retrieval.bias, self.storage.bias])
+        ).view(batch, steps, 2, scales, hidden)
+        x_q = F.linear(x, w_qx, self.detect.bias)
         w_h = torch.cat([w_rh, w_sh])
         decays = torch.exp(-dt.to(x.dtype).unsqueeze(-1) * torch.exp(-ln_tau)).unsqueeze(-1)
-        traces = x.new_zeros(x.shape[0], scales, hidden)
+        traces = x.new_zeros(batch, scales, hidden)
+        h = x.new_zeros(batch, hidden)
         out = []
-        for x_t, decay in zip(x_proj.unbind(1), decays.unbind(1), strict=True):
-            xr, xs, xq = x_t.split([hidden * scales, hidden * scales, hidden], dim=-1)
-            hr, hs = F.linear(traces.sum(1), w_h).split(hidden * scales, dim=-1)
-            r = scale_choice(xr + hr, ln_tau)
-            s = scale_choice(xs + hs, ln_tau)
-            q = torch.tanh(xq + F.linear((r * traces).sum(1), w_qq))
+        for xrs_t, xq_t, decay in zip(x_rs.unbind(1), x_q.unbind(1), decays.unbind(1), strict=True):
+            predicted = xrs_t + F.linear(h, w_h).view(batch, 2, scales, hidden)
+            r, s = scale_choice(predicted, ln_tau).unbind(1)
+            q = torch.tanh(xq_t + F.linear((r * traces).sum(1), w_qq))
             traces = torch.lerp(traces, q.unsqueeze(1), s) * decay
-            out.append(traces.sum(1))
+            h = traces.sum(1)
+            out.append(h)
         return torch.stack(out, dim=1)
 
 
 def scale_choice(predicted: torch.Tensor, ln_tau: torch.Tensor) -> torch.Tensor:
-    """``softmax_m(−(ln τ'_m − ln τ_m)²)`` of predicted log time scales ``[B, M·H]``, as
-    ``[B, M, H]``."""
-    distance = predicted.view(predicted.shape[0], ln_tau.numel(), -1) - ln_tau.unsqueeze(-1)
-    return torch.softmax(-distance.square(), dim=1)
+    """``softmax_m(−(ln τ'_m − ln τ_m)²)`` of predicted log time scales ``[..., M, H]``."""
+    return torch.softmax(-(predicted - ln_tau.unsqueeze(-1)).square(), dim=-2)

@@ -16,10 +16,11 @@ their sum ``h = Σ_m h̃_m``. One step, with input ``x`` and elapsed time ``dt``
 The elapsed time enters only through the decay ``exp(−dt/τ_m)``, which the reference applies
 after the update, with the step's own ``dt`` (the gap before the observation), so the event
 just stored decays too: with ``dt = 0`` nothing decays; as ``dt`` grows the fast scales are
-forgotten first. The
-traces start at 0. ``W_R, W_Q, W_S`` are Keras ``Dense`` layers: glorot-uniform kernels over
-the fused input, zero biases. Their H·M outputs are read as ``[M, H]`` (the reference reads
-``[H, M]``; a permutation of the outputs of an i.i.d.-initialised layer, the same model) so
+forgotten first. The traces start at 0.
+
+``W_R, W_Q, W_S`` are Keras ``Dense`` layers: glorot-uniform kernels over the fused input,
+zero biases. The H·M outputs of ``W_R, W_S`` are read as ``[M, H]`` (the reference reads
+``[H, M]``: a permutation of the outputs of an i.i.d.-initialised layer, the same model), so
 that the traces ``[B, M, H]`` keep the units contiguous: torch's CPU softmax and sums along a
 short last dimension are many times slower.
 """

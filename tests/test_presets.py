@@ -33,6 +33,7 @@ EXTRA = sorted(
 SHARED_RECIPE = (
     *("lstm", "gru_d", "ode_lstm", "ode_rnn"),
     *("ct_rnn", "cornn", "lipschitz_rnn", "phased_lstm", "ct_lstm"),
+    *("ct_gru", "rnn_decay", "bidirectional_rnn", "gru_ode"),
 )
 # untuned presets with a recipe of their own (their headers say why)
 OWN_RECIPE = {"walker_transformer", "person_activity_phased_lstm"}
@@ -103,12 +104,13 @@ ON_THE_MIRROR = {
 # training sequences in the reduced epoch: two batches of the preset's size
 REDUCED_BATCHES = 2
 # presets whose reduced epoch takes more than a few seconds (LTC's unfolded ODE; ET-sMNIST's
-# 256 steps through an ODE solver or GRU-D): marked slow
+# 256 steps through an ODE solver, GRU-D or CT-GRU's 8 traces): marked slow
 SLOW = {
     *(f"{task}_ltc" for task in TASKS),
     *(f"et_smnist_{model}" for model in ("ode_rnn", "ode_lstm", "gru_d")),
     "physionet_ip_nets",  # its kernel sums over 192 reference times
     "person_activity_mtan",  # 512 units, batches of 256
+    *(f"et_smnist_{model}" for model in ("ct_gru", "bidirectional_rnn", "gru_ode")),
 }
 # The reference's PhysioNet collation gives negative elapsed times (task.protocol=paper), over
 # which the denominator cm + h·(...) of LTC's semi-implicit Euler step crosses zero at once

@@ -10,7 +10,8 @@ with the same maths as torch's cells (gate orders ``r, z, n`` and ``i, f, g, o``
   LSTM  i, f, g, o = W_i x + b_i + W_h h + b_h,  c' = σ(f)·c + σ(i)·tanh(g),  h' = σ(o)·tanh(c')
 
 :func:`keras_init` and :func:`lstm_biases` start the weights as the TensorFlow references'
-cells (the LSTM baseline's ``init=keras``, the TensorFlow ODE-LSTM).
+cells (the LSTM baseline's ``init=keras``, the TensorFlow ODE-LSTM); :func:`keras_dense` is a
+Keras ``Dense`` layer's weights (the ODE-LSTM paper's CT-GRU, GRU-ODE, RNN-decay cells).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def keras_init(weight_ih: torch.Tensor, weight_hh: torch.Tensor, *biases: torch.
     nn.init.orthogonal_(weight_hh)
     for bias in biases:
         bias.zero_()
+
+
+@torch.no_grad()
+def keras_dense(in_features: int, out_features: int, bias: float = 0.0) -> nn.Linear:
+    """A Keras ``Dense(out_features)`` on ``in_features`` inputs: glorot-uniform kernel (one
+    draw over the whole, possibly fused, input), constant bias (Keras' default: 0)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.xavier_uniform_(layer.weight)
+    layer.bias.fill_(bias)
+    return layer
 
 
 @torch.no_grad()

@@ -64,7 +64,10 @@ class TrainerConfig:
     optimizer: Optimizer = Optimizer.adam
     lr: float = ranged(1e-3, gt=0)
     decay: float = ranged(1.0, gt=0)  # learning rate multiplied by this after every epoch
-    weight_decay: float = ranged(0.0, ge=0)
+    weight_decay: float = ranged(0.0, ge=0)  # the optimizer's: λ·w on every parameter
+    # Keras' L2 kernel regulariser, as the TensorFlow scripts: λ·Σ W² over the model's kernels
+    # (SequenceModel.kernels: weight matrices, no biases) added to the training loss.
+    l2_kernel: float = ranged(0.0, ge=0)
     # RMSprop's moving-average factor of squared gradients: 0.99 is torch's default; the
     # TensorFlow scripts of the paper use Keras' (rho) 0.9, which takes smaller first steps.
     rmsprop_alpha: float = ranged(0.99, ge=0, lt=1)

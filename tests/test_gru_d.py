@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.gru_d import GRUD, GRUDConfig
+from cfc_bench.models.gru_d import GRUD, GRUDConfig, GRUDVariant
 
 H = 6
 
@@ -174,3 +175,67 @@ def test_mask_inputs_feed_the_gru_only_when_the_task_gives_them() -> None:
     assert isinstance(build(3).cell, nn.GRUCell)
     assert build(3).cell.input_size == 6
     assert build(3, values_with_mask=False).cell.input_size == 3
+
+
+def node_cell_grud(model, x: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """node_cell.py's GRUD.call over the sequence, Keras layout (kernels ``[in, out]``)."""
+    p = {k: v.detach().numpy() for k, v in model.named_parameters()}
+    k_d, b_d = p["decay.weight"].T, p["decay.bias"]
+    k_r, k_z = (w.T for w in np.split(p["gates.weight"], 2))
+    b_r, b_z = np.split(p["gates.bias"], 2)
+    k_h, b_h = p["candidate.weight"].T, p["candidate.bias"]
+    h = np.zeros((x.shape[0], H))
+    out = []
+    for t in range(x.shape[1]):
+        gamma = np.exp(-np.maximum(dt[:, t, None] @ k_d + b_d, 0))
+        h_hat = h * gamma
+        fused = np.concatenate([x[:, t], h_hat], axis=1)
+        r = 1 / (1 + np.exp(-(fused @ k_r + b_r)))
+        z = 1 / (1 + np.exp(-(fused @ k_z + b_z)))
+        h_tilde = np.tanh(np.concatenate([x[:, t], r * h_hat], axis=1) @ k_h + b_h)
+        h = z * h_hat + (1 - z) * h_tilde
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def build_odelstm(n_in: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return GRUDConfig(hidden=H, variant=GRUDVariant.odelstm).build(SequenceIO(n_in, 2)).double()
+
+
+def test_odelstm_variant_follows_node_cell_grud() -> None:
+    model = build_odelstm(3)
+    with torch.no_grad():  # off the zero biases, and a decay that acts (w·dt + b > 0)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+        model.decay.weight.abs_()
+    values, _ = random_sequence(3, steps=7)
+    dt = torch.rand(3, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 3
+    states = model.states(values, dt, torch.ones(3, 7, dtype=torch.bool))
+    expected = node_cell_grud(model, values.numpy(), dt.numpy())
+    np.testing.assert_allclose(states.detach().numpy(), expected, rtol=0, atol=1e-12)
+    gamma = torch.exp(-torch.relu(model.decay(dt[..., None])))
+    assert gamma.min() < 0.5  # the state decay did act
+
+
+def test_odelstm_variant_starts_as_keras_dense_layers() -> None:
+    """Zero biases, glorot kernels with each dense layer's own fans, no input-decay weights."""
+    model = build_odelstm(5)
+    names = {n for n, _ in model.named_parameters()}
+    assert names == {
+        f"{m}.{p}" for m in ("decay", "gates", "candidate", "readout") for p in ("weight", "bias")
+    }
+    for layer in (model.decay, model.gates, model.candidate):
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+    bound = math.sqrt(6 / (5 + H + H))  # glorot limit of a [5 + H, H] kernel
+    for block in (*model.gates.weight.chunk(2), model.candidate.weight):
+        assert block.abs().max() <= bound and block.abs().max() > 0.8 * bound
+    assert model.decay.weight.abs().max() <= math.sqrt(6 / (1 + H))
+
+
+def test_default_variant_is_che() -> None:
+    from cfc_bench.config import compose
+
+    cfg = compose(["model=gru_d"]).model
+    assert cfg.variant is GRUDVariant.che and isinstance(cfg.build(SequenceIO(4, 2)), GRUD)

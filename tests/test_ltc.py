@@ -19,7 +19,7 @@ from ncps.wirings import FullyConnected
 
 from cfc_bench.config import compose
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.ltc import LTC, LTCConfig, Mapping
+from cfc_bench.models.ltc import CONDUCTANCES, LTC, Flavour, LTCConfig, Mapping
 
 N_IN, H, N_OUT, T = 3, 8, 2, 7
 # Our parameter name -> ncps' (the rest are named alike).
@@ -29,7 +29,6 @@ NCPS_NAMES = {
     "output_map.weight": "output_w",
     "output_map.bias": "output_b",
 }
-CONDUCTANCES = ("gleak", "cm", "w", "sensory_w")
 
 
 def build(**overrides) -> LTC:
@@ -175,3 +174,88 @@ def test_config_file_holds_the_paper_defaults() -> None:
 def test_rejects_zero_unfolds() -> None:
     with pytest.raises(ValueError, match="ode_unfolds must be at least 1"):
         LTCConfig(ode_unfolds=0).build(SequenceIO(N_IN, N_OUT))
+
+
+def cfc_repository_cell(
+    model: LTC, x: torch.Tensor, dt: torch.Tensor, offset: float, output_map: bool
+) -> torch.Tensor:
+    """The LTCCell of raminmh/CfC (tf_cfc.py, torch_cfc.py) over the sequence, as written
+    there: parameters used as they are (no softplus), ``cm_t = cm / ((dt + offset) / K)``,
+    ``v = (cm_t·v + gleak·vleak + N) / (cm_t + gleak + D + epsilon)``."""
+    p = dict(model.named_parameters())
+    sig = lambda v, mu, sigma: torch.sigmoid(sigma * (v.unsqueeze(-1) - mu))  # noqa: E731
+    v = torch.zeros(x.shape[0], H, dtype=x.dtype)
+    outs = []
+    for t in range(x.shape[1]):
+        inputs = x[:, t] * p["input_map.weight"] + p["input_map.bias"]
+        s_act = p["sensory_w"] * sig(inputs, p["sensory_mu"], p["sensory_sigma"])
+        s_num, s_den = (s_act * p["sensory_erev"]).sum(1), s_act.sum(1)
+        cm_t = p["cm"] / ((dt[:, t : t + 1] + offset) / model.unfolds)
+        for _ in range(model.unfolds):
+            w_act = p["w"] * sig(v, p["mu"], p["sigma"])
+            num = cm_t * v + p["gleak"] * p["vleak"] + (w_act * p["erev"]).sum(1) + s_num
+            den = cm_t + p["gleak"] + w_act.sum(1) + s_den
+            v = num / (den + model.epsilon)
+        outs.append(v * p["output_map.weight"] + p["output_map.bias"] if output_map else v)
+    return torch.stack(outs, dim=1)
+
+
+@pytest.mark.parametrize(
+    "flavour,offset,output_map",
+    [(Flavour.tensorflow, 1e-3, True), (Flavour.pytorch_reference, 1.0, False)],
+)
+def test_cfc_repository_flavours_follow_their_cells(
+    flavour: Flavour, offset: float, output_map: bool
+) -> None:
+    mapping = Mapping.affine if output_map else Mapping.none
+    model = build(flavour=flavour, output_mapping=mapping, ode_unfolds=3)
+    with torch.no_grad():
+        for p in [*model.input_map.values(), *model.output_map.values()]:
+            p.add_(0.3 * torch.randn_like(p))
+    x, dt, mask = irregular_batch(5)
+    if flavour is Flavour.pytorch_reference:
+        dt = dt - 0.7  # the paper protocol's negative elapsed times: (dt + 1) stays positive
+    expected = cfc_repository_cell(model, x, dt, offset, output_map)
+    states = model.states(x, dt, mask)
+    torch.testing.assert_close(states, expected, atol=1e-7, rtol=0)
+    states.square().sum().backward()
+    assert all(p.grad.isfinite().all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("flavour", [Flavour.tensorflow, Flavour.pytorch_reference])
+def test_cfc_repository_flavours_clip_conductances_after_each_step(flavour: Flavour) -> None:
+    """Keras' NonNeg / the PyTorch cell's ReLU: negative conductances become 0 at
+    after_step, the other parameters keep their signs; ncps' softplus needs no clipping."""
+    model, ncps_model = build(flavour=flavour), build()
+    for m in (model, ncps_model):
+        with torch.no_grad():
+            for p in m.parameters():
+                p.sub_(2.0)
+        m.after_step()
+    for name in CONDUCTANCES:
+        assert getattr(model, name).min() == 0.0, name
+        assert getattr(ncps_model, name).max() < 0, name
+    assert model.vleak.max() < 0 and model.mu.max() < 0
+
+
+def test_cfc_repository_flavours_draw_polarities_with_even_odds() -> None:
+    """P(+1) = 1/2 (the references' choice([-1, 1])), ncps' 2/3 by default."""
+    for flavour, share in ((Flavour.tensorflow, 0.5), (Flavour.ncps, 2 / 3)):
+        model = build(flavour=flavour, hidden=64)
+        plus = (model.erev == 1).double().mean()
+        assert abs(plus - share) < 0.03, flavour
+        assert set(model.erev.unique().tolist()) == {-1.0, 1.0}
+
+
+def test_polarity_seed_draws_ncps_wiring_polarities() -> None:
+    """ncps' fully connected wiring draws with its own seed 1111; polarity_seed=1111 gives
+    the same matrices, whatever the run's seed."""
+    wiring = FullyConnected(H)
+    cell = LTCCell(wiring, N_IN)
+    for seed in (0, 7):
+        torch.manual_seed(seed)
+        model = LTCConfig(hidden=H, compile=False, polarity_seed=1111).build(SequenceIO(N_IN, 2))
+        assert torch.equal(model.erev, cell.erev.detach())
+        assert torch.equal(model.sensory_erev, cell.sensory_erev.detach())
+    other = LTCConfig(hidden=H, compile=False, polarity_seed=1).build(SequenceIO(N_IN, 2))
+    assert not torch.equal(other.erev, cell.erev.detach())

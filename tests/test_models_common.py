@@ -25,6 +25,25 @@ def test_model_contract(name: str, check: str) -> None:
     contract.CHECKS[check](name)
 
 
+# The reference-exact variants that a config value selects within one conf/model entry.
+VARIANTS = {
+    "cfc_mmrnn_tensorflow": ("cfc_mmrnn", ["model.coupling=tensorflow"]),
+    "gru_d_odelstm": ("gru_d", ["model.variant=odelstm"]),
+    "ltc_tensorflow": ("ltc", ["model.flavour=tensorflow", "model.compile=false"]),
+    "ltc_pytorch_reference": (
+        "ltc",
+        ["model.flavour=pytorch_reference", "model.output_mapping=none", "model.compile=false"],
+    ),
+}
+
+
+@pytest.mark.parametrize("check", list(contract.CHECKS))
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_contract(variant: str, check: str) -> None:
+    name, overrides = VARIANTS[variant]
+    contract.CHECKS[check](name, overrides)
+
+
 @pytest.mark.parametrize("kind", [a.name for a in Activation])
 def test_shared_activations_give_their_function_and_gradient(kind: str) -> None:
     """Each shared activation (LeCun's tanh: 1.7159·tanh(0.666·x)) and its autograd gradient."""

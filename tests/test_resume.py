@@ -186,12 +186,9 @@ def test_a_setting_added_since_a_run_counts_as_its_default() -> None:
     assert config_changes(old, new, {"model.extra": 2}) == ["model.extra: 2 -> 1"]
 
 
-@pytest.mark.parametrize("run", ["xor/cfc/seed0", "walker/lstm/seed1", "physionet/cfc/seed2"])
-def test_committed_runs_still_match_their_presets(run: str) -> None:
-    """Committed runs of presets unchanged since, started again with the overrides they
-    recorded (``.hydra/overrides.yaml``), are the same runs: the settings added since then
-    (model.script, model.head_activation, task.readout, ...) stand at their defaults, so the
-    runs are skipped as done rather than refused."""
+def changes_on_restart(run: str) -> tuple[list[str], list[str]]:
+    """A committed run started again with the overrides it recorded (``.hydra/overrides.yaml``):
+    the settings that differ from its config.yaml, without and with schema defaults."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from omegaconf import OmegaConf
@@ -206,8 +203,26 @@ def test_committed_runs_still_match_their_presets(run: str) -> None:
     defaults = schema_defaults(OmegaConf.structured(run_config(cfg)))
     now = OmegaConf.to_yaml(cfg, resolve=True)
     old = (folder / "config.yaml").read_text()
-    assert config_changes(old, now) != []  # keys were added since
-    assert config_changes(old, now, defaults) == []
+    return config_changes(old, now), config_changes(old, now, defaults)
+
+
+@pytest.mark.parametrize("run", ["xor/ode_lstm/seed0", "walker/lstm/seed1", "physionet/cfc/seed2"])
+def test_committed_runs_still_match_their_presets(run: str) -> None:
+    """Committed runs of presets unchanged since are the same runs: the settings added since
+    then (model.script, model.head_activation, task.readout, ...) stand at their defaults, so
+    the runs are skipped as done rather than refused."""
+    plain, with_defaults = changes_on_restart(run)
+    assert plain != []  # keys were added since
+    assert with_defaults == []
+
+
+def test_committed_runs_of_a_changed_preset_are_refused() -> None:
+    """A preset changed since its runs (here its weight decay became Keras' L2 kernel
+    penalty) does not count them as done: a new round needs their folders moved first."""
+    assert changes_on_restart("xor/cfc/seed0")[1] == [
+        "trainer.l2_kernel: 0.0 -> 3e-06",
+        "trainer.weight_decay: 3e-06 -> 0.0",
+    ]
 
 
 def test_metrics_name_the_code_of_every_piece_of_a_resumed_run(

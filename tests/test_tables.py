@@ -615,6 +615,46 @@ def test_setting_newer_than_a_run_counts_as_its_default() -> None:
         assert budget(run, presets[preset, model]) == expected
 
 
+def old_run(preset: str, drop: dict[str, list[str]], **replace: object) -> dict:
+    """A run of ``preset`` made before some of its settings existed (``drop``: group -> keys
+    absent from its config.yaml) or with other values (``replace``: group -> node)."""
+    config = OmegaConf.to_container(OmegaConf.structured(compose([f"experiment={preset}"])))
+    for group, keys in drop.items():
+        for key in keys:
+            del config[group][key]
+    config.update(replace)
+    return {"experiment": preset, "seed": 0, "config": OmegaConf.create(config)}
+
+
+def test_runs_before_the_reference_exact_presets_are_changed_rows() -> None:
+    """Runs made before a preset took a reference-exact variant lack its key: compared with
+    the key's default (the old behaviour), they are CHANGED rows, never "as preset"."""
+    pairs = {("walker_cfc_mmrnn", "cfc_mmrnn"), ("walker_ode_rnn", "ode_rnn")}
+    presets = compose_presets(pairs)
+    mmrnn = old_run("walker_cfc_mmrnn", {"model": ["coupling"], "trainer": ["l2_kernel"]})
+    mmrnn["config"].trainer.weight_decay = 6e-06
+    assert budget(mmrnn, presets["walker_cfc_mmrnn", "cfc_mmrnn"]) == (
+        "CHANGED: model.coupling=pytorch (preset: tensorflow); trainer.l2_kernel=0.0 (preset: "
+        "6e-06); trainer.weight_decay=6e-06 (preset: 0.0)",
+        False,
+        True,
+    )
+    # The ODE-RNN preset runs ct_rnn under the row's name; the GRU-based ode_rnn run before
+    # it differs in its model, and a run of the preset as it stands is the preset's.
+    gru_based = compose(["model=ode_rnn"]).model
+    old = old_run(
+        "walker_ode_rnn", {}, model=OmegaConf.to_container(OmegaConf.structured(gru_based))
+    )
+    text, matches, changed = budget(old, presets["walker_ode_rnn", "ode_rnn"])
+    assert text.startswith("CHANGED: model.ode.activation=tanh (preset: -)") and changed
+    assert "model.tau=1.0 (preset: 0.0)" in text and not matches
+    assert budget(old_run("walker_ode_rnn", {}), presets["walker_ode_rnn", "ode_rnn"]) == (
+        "as preset (200 epochs)",
+        True,
+        False,
+    )
+
+
 def test_committed_tables_are_what_make_tables_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

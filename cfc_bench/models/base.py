@@ -79,6 +79,21 @@ class SequenceModel(nn.Module):
         none. A model returns None after a forward pass in evaluation mode."""
         return None
 
+    def kernels(self) -> list[nn.Parameter]:
+        """The weight matrices that a Keras kernel regulariser penalises
+        (``trainer.l2_kernel``): by default every parameter of two or more dimensions outside
+        the readout (the references regularise the cell, not the output layer); biases and
+        vectors are never kernels. A model whose reference regularises fewer narrows it."""
+        return [
+            p
+            for name, p in self.named_parameters()
+            if p.dim() >= 2 and not name.startswith("readout.")
+        ]
+
+    def after_step(self) -> None:
+        """Called by the trainer after every optimizer step; a model that constrains its
+        parameters by projection (weight clipping) does it here. Nothing by default."""
+
     def forward(
         self,
         x: torch.Tensor,

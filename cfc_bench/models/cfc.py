@@ -12,15 +12,24 @@ layers the identity) gives ``z = backbone([x_t ; h])``, and four linear heads re
   pure (Cf-S)      one head f,          h' = −A·exp(−dt·(|w_tau| + |f|))·f + A
 
 with learned vectors ``A, w_tau`` for Cf-S. With ``mixed_memory`` (CfC-mmRNN) an LSTM cell
-first updates ``(h, c)`` from ``x_t`` (:class:`MixedMemoryLSTM`) and the CfC step then reads
-the LSTM's output in place of ``h``. The state starts at zero.
+(:class:`MixedMemoryLSTM`) reads ``x_t`` and, as its recurrent input, the CfC's previous state
+``h``, and gives ``u_t`` (its cell state ``c`` carried beside ``h``). ``coupling`` says where
+``u_t`` enters the CfC step:
+
+  pytorch     backbone([x_t ; u_t])      the PyTorch reference and ncps (torch_cfc.py)
+  tensorflow  backbone([u_t ; h])        the TensorFlow ``MixedCfcCell`` (tf_cfc.py): the
+                                         LSTM's output is the CfC's input; LSTM biases start
+                                         at zero (pytorch: uniform in ±0.1)
+
+The state starts at zero.
 
 :meth:`CfC.reference_step` writes these equations in plain autograd. Training and inference
 run the fused loop of :mod:`cfc_bench.models.cfc_loop` instead (hand-written backward pass,
 TorchScript with ``script``), which tests/test_cfc_loop.py holds to the reference step and
 tests/test_parity_ncps.py to ``ncps.torch.CfC`` given the same weights, except that here
 ``dt`` is always ``[B,1]`` per sample, so a batch whose size equals the hidden size never
-broadcasts time across units.
+broadcasts time across units. The tensorflow coupling runs the reference step (autograd),
+which tests/test_cfc_mixed.py holds to ``MixedCfcCell``'s equations.
 """
 
 from __future__ import annotations
@@ -59,6 +68,13 @@ HEAD_SHAPES = {
 }
 
 
+class Coupling(Enum):
+    """Where the mixed-memory LSTM's output enters the CfC step (module docstring)."""
+
+    pytorch = "pytorch"
+    tensorflow = "tensorflow"
+
+
 class PureInit(Enum):
     """Initial ``A`` and ``w_tau`` of Cf-S. ``xavier``: the cell's xavier draw, as the PyTorch
     reference gives every ``[1,H]`` parameter (PhysioNet, person activity scripts);
@@ -84,6 +100,7 @@ class CfCConfig(ModelConfig):
     head_activation: HeadActivation = HeadActivation.tanh  # gated and no-gate modes
     mixed_memory: bool = False
     forget_bias: float = 1.0  # added to the LSTM forget gate of the mixed-memory cell
+    coupling: Coupling = Coupling.pytorch  # mixed memory only: see the module docstring
     init_gain: float | None = 1.0  # xavier-uniform gain of the cell's matrices; None: torch's
     pure_init: PureInit = PureInit.xavier  # Cf-S only
     script: bool = True  # run the time loop under TorchScript; False: the same code in Python
@@ -99,13 +116,13 @@ class MixedMemoryLSTM(nn.Module):
     ``c' = c·σ(fg + forget_bias) + tanh(i)·σ(ig)``, ``h' = tanh(c')·σ(og)``.
     """
 
-    def __init__(self, input_size: int, hidden: int, forget_bias: float):
+    def __init__(self, input_size: int, hidden: int, forget_bias: float, zero_bias: bool):
         super().__init__()
         self.forget_bias = forget_bias
         self.input_map = nn.Linear(input_size, 4 * hidden)
         self.recurrent_map = nn.Linear(hidden, 4 * hidden, bias=False)
         nn.init.xavier_uniform_(self.input_map.weight)
-        nn.init.uniform_(self.input_map.bias, -0.1, 0.1)
+        nn.init.uniform_(self.input_map.bias, *((0.0, 0.0) if zero_bias else (-0.1, 0.1)))
         nn.init.orthogonal_(self.recurrent_map.weight)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -129,7 +146,8 @@ class CfC(SequenceModel):
         self.dropout_first_layer = cfg.dropout_first_layer
         self.script = cfg.script
         hidden = cfg.hidden
-        width = io.input_size + hidden
+        self.coupled_input = cfg.mixed_memory and Coupling(cfg.coupling) is Coupling.tensorflow
+        width = (hidden if self.coupled_input else io.input_size) + hidden
         layers = []
         for _ in range(cfg.backbone_layers):
             layers.append(nn.Linear(width, cfg.backbone_units))
@@ -153,13 +171,24 @@ class CfC(SequenceModel):
                     for block in p.chunk(n_heads) if p is self.heads.weight else (p,):
                         nn.init.xavier_uniform_(block, gain=cfg.init_gain)
         self.lstm = (
-            MixedMemoryLSTM(io.input_size, hidden, cfg.forget_bias) if cfg.mixed_memory else None
+            MixedMemoryLSTM(io.input_size, hidden, cfg.forget_bias, zero_bias=self.coupled_input)
+            if cfg.mixed_memory
+            else None
         )
 
+    def kernels(self) -> list[nn.Parameter]:
+        """The CfC cell's dense kernels (backbone and heads), as the TensorFlow cell
+        regularises them: not the mixed-memory LSTM's matrices, ``A`` or ``w_tau``."""
+        return [layer.weight for layer in (*self.backbone, self.heads)]
+
     def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.coupled_input:  # no fused loop for this coupling
+            return self.reference_states(x, dt)
         return self.recurrence(x, dt, None).transpose(0, 1)
 
     def last_states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.coupled_input:
+            return super().last_states(x, dt, mask)
         # The loop picks them itself, so its backward pass needs no [T,B,H] gradient of zeros.
         return self.recurrence(x, dt, last_steps(mask))
 
@@ -217,9 +246,15 @@ class CfC(SequenceModel):
     def reference_step(self, x: Tensor, dt: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """``(h', c')`` from the input ``x [B,I]``, ``dt [B,1]`` and the state; ``c`` is the
         mixed-memory LSTM's cell state (carried unchanged without one)."""
-        if self.lstm is not None:
+        if self.lstm is None:
+            z = torch.cat([x, h], dim=1)
+        elif self.coupled_input:
+            u, c = self.lstm(x, h, c)
+            z = torch.cat([u, h], dim=1)
+        else:
             h, c = self.lstm(x, h, c)
-        q = self.heads(self.features(torch.cat([x, h], dim=1)))
+            z = torch.cat([x, h], dim=1)
+        q = self.heads(self.features(z))
         if self.mode is CfCMode.pure:
             return self.pure_update(q, dt), c
         return self.gated_update(q, dt), c

@@ -26,12 +26,24 @@ on it is exactly the training set's mean (every epoch adds the same values once)
 first epoch it is the mean of the batches seen so far. It is saved with the weights, and
 evaluation never changes it. (Che et al. start with ``δ = 0``; here the first step's ``δ`` is
 its own ``dt``, the time since the sequence began.)
+
+Variant ``odelstm``: the ``GRUD`` cell of the ODE-LSTM code (mlech26l/ode-lstms,
+``node_cell.py``), "without the masking", behind the XOR and Walker2d rows the CfC paper
+copies. No input decay, no mean imputation, no mask input (``x`` is read as given); the state
+decays with the step's own elapsed time, and Keras' dense layers (glorot kernels, zero biases)
+make the GRU:
+
+  γ_t = exp(−relu(w·dt_t + b))          (w, b: [H], a dense layer of the scalar dt)
+  ĥ   = γ_t ⊙ h_{t−1}
+  r   = σ(W_r [x_t ; ĥ] + b_r),   z = σ(W_z [x_t ; ĥ] + b_z)
+  h̃   = tanh(W_h [x_t ; r ⊙ ĥ] + b_h),   h_t = z ⊙ ĥ + (1 − z) ⊙ h̃
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import nn
@@ -41,12 +53,22 @@ from cfc_bench.models.cells import gru_input, gru_step
 from cfc_bench.ranges import ranged
 
 
+class GRUDVariant(Enum):
+    """``che``: Che et al.'s GRU-D; ``odelstm``: node_cell.py's GRUD (module docstring)."""
+
+    che = "che"
+    odelstm = "odelstm"
+
+
 @dataclass
 class GRUDConfig(ModelConfig):
     name: str = "gru_d"
     hidden: int = ranged(64, ge=1)
+    variant: GRUDVariant = GRUDVariant.che
 
-    def build(self, io: SequenceIO) -> GRUD:
+    def build(self, io: SequenceIO) -> SequenceModel:
+        if GRUDVariant(self.variant) is GRUDVariant.odelstm:
+            return DecayedStateGRU(self, io)
         return GRUD(self, io)
 
 
@@ -148,5 +170,41 @@ class GRUD(SequenceModel):
         out = []
         for x_t, gamma_t in zip(x_proj, gamma_h.unbind(1), strict=True):
             h = gru_step(self.cell, x_t, gamma_t * h)
+            out.append(h)
+        return torch.stack(out, dim=1)
+
+
+class DecayedStateGRU(SequenceModel):
+    """The ``odelstm`` variant: node_cell.py's GRUD (module docstring)."""
+
+    def __init__(self, cfg: GRUDConfig, io: SequenceIO):
+        super().__init__(io, cfg.hidden)
+        hidden, width = cfg.hidden, io.input_size + cfg.hidden
+        self.decay = nn.Linear(1, hidden)
+        self.gates = nn.Linear(width, 2 * hidden)  # [r ; z], each its own Keras dense layer
+        self.candidate = nn.Linear(width, hidden)
+        with torch.no_grad():
+            blocks = [self.decay.weight, *self.gates.weight.chunk(2), self.candidate.weight]
+            for block in blocks:  # glorot with each dense layer's own fans
+                nn.init.xavier_uniform_(block)
+            for layer in (self.decay, self.gates, self.candidate):
+                layer.bias.zero_()
+
+    def states(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n_in = x.shape[-1]
+        # The input halves of every step at once, outside the time loop.
+        gates_x = nn.functional.linear(x, self.gates.weight[:, :n_in], self.gates.bias)
+        cand_x = nn.functional.linear(x, self.candidate.weight[:, :n_in], self.candidate.bias)
+        gamma = torch.exp(-torch.relu(self.decay(dt.to(x.dtype).unsqueeze(-1))))
+        gates_h, cand_h = self.gates.weight[:, n_in:], self.candidate.weight[:, n_in:]
+        h = x.new_zeros(x.shape[0], cand_h.shape[0])
+        out = []
+        for g_x, c_x, gamma_t in zip(
+            gates_x.unbind(1), cand_x.unbind(1), gamma.unbind(1), strict=True
+        ):
+            h_hat = gamma_t * h
+            r, z = torch.sigmoid(g_x + h_hat @ gates_h.t()).chunk(2, dim=-1)
+            candidate = torch.tanh(c_x + (r * h_hat) @ cand_h.t())
+            h = candidate + z * (h_hat - candidate)
             out.append(h)
         return torch.stack(out, dim=1)

@@ -1,4 +1,5 @@
-"""Liquid time-constant network (LTC), the paper's ODE baseline, as ``ncps.torch.LTC``.
+"""Liquid time-constant network (LTC), the paper's ODE baseline: ``ncps.torch.LTC`` and the
+two cells of the CfC repository (``flavour``).
 
 Each of the ``H`` neurons has a potential ``v_j``, driven by a leak, by chemical synapses from
 the neurons ``i`` and by sensory synapses from the mapped inputs ``x'_k = x_k·a_k + b_k``:
@@ -19,6 +20,20 @@ simultaneous events) leaves ``v`` unchanged where ncps divides by zero. The two 
 differ by ``epsilon·(1 − h)``, a relative 1e-8. The conductances ``gleak, cm, w, ŵ`` are the
 softplus of unconstrained parameters (ncps' ``implicit_param_constraints=True``, its ``LTC``
 default), so they stay positive under any optimizer step without weight clipping.
+
+Flavours. ``ncps`` is described above. The CfC repository's cells (raminmh/CfC) step with
+``h = (dt + offset) / ode_unfolds`` (``cm/h`` there), use the conductance parameters as they
+are (no softplus) and clip them at zero after every optimizer step (:meth:`LTC.after_step`),
+and draw polarities ±1 with P(+1) = 1/2:
+
+  tensorflow         offset 1e-3; Keras' NonNeg constraint      (tf_cfc.py, XOR and Walker2d)
+  pytorch_reference  offset 1;    ReLU after every step         (torch_cfc.py, PhysioNet)
+
+The TensorFlow cell's default is 3 unfolds, the PyTorch cell's 6 and no output map
+(``output_mapping=none``); the presets set both. With the offset of 1, the PhysioNet paper
+protocol's negative elapsed times above −1 still give ``h > 0``. ``polarity_seed`` draws the
+polarities from their own seeded generator as ncps' wiring does (numpy ``default_rng``, one
+choice per synapse, recurrent then sensory; ncps' seed is 1111), not from the run's seed.
 
 Output: ncps' motor neurons are all ``H`` units with fully connected wiring; their output map
 ``v_j·c_j + d_j`` is applied here too, and the base class's linear readout follows (ncps' cell
@@ -41,12 +56,30 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO, SequenceModel
 from cfc_bench.ranges import ranged
+
+
+class Flavour(Enum):
+    """Which LTC cell: ``ncps``, or the CfC repository's ``tensorflow`` / ``pytorch_reference``."""
+
+    ncps = "ncps"
+    tensorflow = "tensorflow"
+    pytorch_reference = "pytorch_reference"
+
+
+# Each flavour's (time offset added to dt, the polarities drawn from, softplus conductances)
+FLAVOURS = {
+    Flavour.ncps: (0.0, (-1, 1, 1), True),
+    Flavour.tensorflow: (1e-3, (-1, 1), False),
+    Flavour.pytorch_reference: (1.0, (-1, 1), False),
+}
+CONDUCTANCES = ("gleak", "cm", "w", "sensory_w")
 
 
 class Mapping(Enum):
@@ -66,6 +99,10 @@ class LTCConfig(ModelConfig):
     input_mapping: Mapping = Mapping.affine
     output_mapping: Mapping = Mapping.affine
     compile: bool = True  # torch.compile the observation step (compiled on first use)
+    flavour: Flavour = Flavour.ncps  # see the module docstring
+    # Polarities from numpy's default_rng(polarity_seed) as ncps' wiring (ncps: 1111); None:
+    # from the run's seed (torch's generator)
+    polarity_seed: int | None = None
 
     def build(self, io: SequenceIO) -> LTC:
         return LTC(self, io)
@@ -117,9 +154,19 @@ def uniform(shape: tuple[int, ...], low: float, high: float) -> nn.Parameter:
     return nn.Parameter(torch.empty(shape).uniform_(low, high))
 
 
-def reversal_potentials(shape: tuple[int, ...]) -> nn.Parameter:
-    """±1 with P(+1) = 2/3, ncps' random synapse polarities."""
-    return nn.Parameter(torch.where(torch.rand(shape) < 1 / 3, -1.0, 1.0))
+def reversal_potentials(
+    shape: tuple[int, int], choices: tuple[int, ...], rng: np.random.Generator | None
+) -> nn.Parameter:
+    """Random synapse polarities, each one of ``choices`` with equal odds (``(-1, 1, 1)``:
+    P(+1) = 2/3): from torch's generator, or from ``rng`` one choice per synapse in row-major
+    order, as ncps' wiring draws them."""
+    if rng is None:
+        p_minus = choices.count(-1) / len(choices)
+        return nn.Parameter(torch.where(torch.rand(shape) < p_minus, -1.0, 1.0))
+    rows, cols = shape
+    return nn.Parameter(
+        torch.tensor([[float(rng.choice(choices)) for _ in range(cols)] for _ in range(rows)])
+    )
 
 
 def affine_map(kind: Mapping, size: int) -> nn.ParameterDict:
@@ -147,28 +194,42 @@ class LTC(SequenceModel):
         self.unfolds = cfg.ode_unfolds
         self.epsilon = cfg.epsilon
         self.compile = cfg.compile
+        self.dt_offset, polarities, self.softplus = FLAVOURS[Flavour(cfg.flavour)]
         n_in, hidden = io.input_size, cfg.hidden
         # Names, shapes ([source, target]) and initial ranges of ncps.torch.LTCCell; gleak, cm,
         # w and sensory_w are raw values that a softplus turns into conductances.
+        # (The CfC repository's cells share these names, shapes and ranges.)
         self.gleak = uniform((hidden,), 0.001, 1.0)
         self.vleak = uniform((hidden,), -0.2, 0.2)
         self.cm = uniform((hidden,), 0.4, 0.6)
         self.sigma = uniform((hidden, hidden), 3.0, 8.0)
         self.mu = uniform((hidden, hidden), 0.3, 0.8)
         self.w = uniform((hidden, hidden), 0.001, 1.0)
-        self.erev = reversal_potentials((hidden, hidden))
+        seed = cfg.polarity_seed
+        rng = None if seed is None else np.random.default_rng(seed)  # recurrent, then sensory
+        self.erev = reversal_potentials((hidden, hidden), polarities, rng)
         self.sensory_sigma = uniform((n_in, hidden), 3.0, 8.0)
         self.sensory_mu = uniform((n_in, hidden), 0.3, 0.8)
         self.sensory_w = uniform((n_in, hidden), 0.001, 1.0)
-        self.sensory_erev = reversal_potentials((n_in, hidden))
+        self.sensory_erev = reversal_potentials((n_in, hidden), polarities, rng)
         self.input_map = affine_map(Mapping(cfg.input_mapping), n_in)
         self.output_map = affine_map(Mapping(cfg.output_mapping), hidden)
 
+    def after_step(self) -> None:
+        """The CfC repository's flavours: conductances clipped at zero (Keras' NonNeg, the
+        PyTorch cell's ReLU) after every optimizer step; ncps' softplus needs nothing."""
+        if not self.softplus:
+            with torch.no_grad():
+                for name in CONDUCTANCES:
+                    getattr(self, name).clamp_(min=0.0)
+
     def neurons(self) -> Neurons:
         """The state-free quantities the step reads, positive conductances included."""
-        gleak, w, sensory_w = F.softplus(self.gleak), F.softplus(self.w), F.softplus(self.sensory_w)
+        positive = F.softplus if self.softplus else (lambda p: p)
+        gleak, cm = positive(self.gleak), positive(self.cm)
+        w, sensory_w = positive(self.w), positive(self.sensory_w)
         return Neurons(
-            cm=F.softplus(self.cm),
+            cm=cm,
             gleak=gleak,
             gleak_vleak=gleak * self.vleak,
             recurrent=Synapses(self.sigma, self.sigma * self.mu, w, w * self.erev),
@@ -184,7 +245,7 @@ class LTC(SequenceModel):
         """The mapped potentials ``v·c + d`` after every step (ncps' cell outputs)."""
         neurons = self.neurons()
         xs = apply_map(self.input_map, x).unbind(1)
-        dts = dt.to(x.dtype).unsqueeze(-1).unbind(1)
+        dts = (dt.to(x.dtype).unsqueeze(-1) + self.dt_offset).unbind(1)
         step = compiled_ode_step() if self.compile else ode_step
         v = x.new_zeros(x.shape[0], self.readout.in_features)
         out = []

@@ -1,8 +1,11 @@
 """Comparing a run with its preset: the budget column, and whether a preset is the paper's.
 
 A run that names a preset (``experiment``) is compared with it: ``conf/experiment/<preset>.yaml``
-composed with the run's model (a preset that fixes no model, such as ``demo``, is compared
-with the model the run used) and the run's seed. The run's side is the resolved
+as it stands when its model has the run's model name (a preset may run a model config under
+its row's name: the ODE-RNN presets run ``ct_rnn`` as ``ode_rnn``), otherwise composed with the
+run's model (a preset that fixes no model, such as ``demo``, is compared with the model the
+run used; where that does not compose, the preset as it stands, whose model then differs),
+and the run's seed. The run's side is the resolved
 ``config.yaml`` beside its metrics or, without one, the ``epochs``, ``train_limit`` and
 ``protocol`` of its metrics. Every model, task or trainer setting that differs is stated:
 fewer epochs, ``task.train_limit`` or data that a task notes as "NOT the paper protocol" make
@@ -49,10 +52,15 @@ def compose_presets(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], DictCo
     with initialize_config_module("cfc_bench.conf", version_base="1.3"):
         for name, model in sorted(p for p in pairs if p[0] in known):
             try:
-                overrides = [f"experiment={name}", f"model={model}"]
-                presets[name, model] = compose("config", overrides=overrides)
+                preset = compose("config", overrides=[f"experiment={name}"])
             except HydraException:  # a preset that no longer composes: no budget to compare
-                presets[name, model] = None
+                continue
+            if preset.model.name != model:
+                try:
+                    preset = compose("config", overrides=[f"experiment={name}", f"model={model}"])
+                except HydraException:  # the preset's keys do not fit the run's model
+                    pass
+            presets[name, model] = preset
     return presets
 
 

@@ -27,6 +27,7 @@ from cfc_bench.bench import cpu_runtime
 from cfc_bench.bench.probe import probe, sync
 from cfc_bench.config import Optimizer, RunConfig
 from cfc_bench.errors import TrainingError
+from cfc_bench.models.base import SequenceModel
 from cfc_bench.run import checkpoint, provenance
 from cfc_bench.run.folder import RunFolder
 from cfc_bench.run.loggers import NullLogger, WandbLogger, open_logger
@@ -54,6 +55,12 @@ def predict(
     model.eval()
     outs = [model(b.x, b.dt, b.mask, task.per_step) for b in batches(data, batch_size)]
     return torch.cat(outs)
+
+
+def l2_penalty(model: SequenceModel, weight: float) -> torch.Tensor:
+    """Keras' L2 kernel regulariser: ``weight·Σ W²`` over the model's kernels (gradient
+    ``2·weight·W``; biases and vectors untouched)."""
+    return weight * sum(w.square().sum() for w in model.kernels())
 
 
 def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
@@ -140,6 +147,8 @@ class Trainer:
             auxiliary = model.auxiliary_loss()  # the model's own terms (SequenceModel)
             if auxiliary is not None:
                 loss = loss + auxiliary
+            if t.l2_kernel:
+                loss = loss + l2_penalty(model, t.l2_kernel)
             if not torch.isfinite(loss):
                 hint = (
                     "the very first forward pass, before any update: the model cannot take "
@@ -159,6 +168,7 @@ class Trainer:
             if t.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
             self.optimizer.step()
+            model.after_step()
             total_loss += loss.detach() * len(batch)
             sync(self.device)
             now = time.perf_counter()

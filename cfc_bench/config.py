@@ -64,6 +64,7 @@ class TrainerConfig:
     optimizer: Optimizer = Optimizer.adam
     lr: float = ranged(1e-3, gt=0)
     decay: float = ranged(1.0, gt=0)  # learning rate multiplied by this after every epoch
+    min_lr: float = ranged(0.0, ge=0)  # the decay stops at this learning rate
     weight_decay: float = ranged(0.0, ge=0)  # the optimizer's: λ·w on every parameter
     # Keras' L2 kernel regulariser, as the TensorFlow scripts: λ·Σ W² over the model's kernels
     # (SequenceModel.kernels: weight matrices, no biases) added to the training loss.

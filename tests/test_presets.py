@@ -114,6 +114,8 @@ SLOW = {
     "physionet_ip_nets",  # its kernel sums over 192 reference times
     "person_activity_mtan",  # 512 units, batches of 256
     *(f"et_smnist_{model}" for model in ("ct_gru", "bidirectional_rnn", "gru_ode")),
+    "physionet_latent_ode_ode",  # dopri5 over the union of a batch's ~2,000 time stamps
+    "physionet_latent_ode_rnn",
 }
 
 

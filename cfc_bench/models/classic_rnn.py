@@ -46,7 +46,6 @@ reference trains the cross-entropy alone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -61,6 +60,7 @@ from cfc_bench.models.gru_d import (
     time_since_observed,
     values_and_observed,
 )
+from cfc_bench.models.rubanova import gaussian_log_likelihood, init_normal
 from cfc_bench.ranges import ranged
 
 CLASSIFIER_UNITS = 300  # latent_ode create_classifier: Linear(H,300) ReLU Linear(300,300) ReLU
@@ -94,14 +94,6 @@ class ClassicRNNConfig(ModelConfig):
         return ClassicRNN(self, io)
 
 
-def normal_init(net: nn.Module) -> None:
-    """The reference's ``init_network_weights``: weights N(0, 0.1), biases 0."""
-    for layer in net.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.normal_(layer.weight, std=0.1)
-            nn.init.zeros_(layer.bias)
-
-
 class ClassicRNN(SequenceModel):
     def __init__(self, cfg: ClassicRNNConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
@@ -113,7 +105,7 @@ class ClassicRNN(SequenceModel):
         self.state_decay = None
         if self.cell_kind is ClassicCell.expdecay:
             self.state_decay = nn.Linear(n_features, 1)
-            normal_init(self.state_decay)
+            init_normal(self.state_decay)
         self.input_decay_weight = self.input_decay_bias = None
         if cfg.input_decay:
             self.input_decay_weight, self.input_decay_bias = input_decay_parameters(n_features)
@@ -125,7 +117,7 @@ class ClassicRNN(SequenceModel):
                 nn.ReLU(),
                 nn.Linear(CLASSIFIER_UNITS, io.output_size),
             )
-        normal_init(self.readout)
+        init_normal(self.readout)
         self.decoder = None
         if cfg.decoder_units is not None:
             self.decoder = nn.Sequential(
@@ -133,7 +125,7 @@ class ClassicRNN(SequenceModel):
                 nn.Tanh(),
                 nn.Linear(cfg.decoder_units, n_features),
             )
-            normal_init(self.decoder)
+            init_normal(self.decoder)
         self.reconstruction: torch.Tensor | None = None
 
     def step_inputs(
@@ -189,15 +181,8 @@ class ClassicRNN(SequenceModel):
         counts 0), then over features and sequences, negated."""
         seen = torch.where(observed, values, 0.0)
         predicted = torch.cat([seen[:, :1], self.decoder(states[:, :-1])], dim=1)
-        log_density = (
-            -((predicted - seen) ** 2) / (2 * OBSERVATION_STD**2)
-            - math.log(OBSERVATION_STD)
-            - 0.5 * math.log(2 * math.pi)
-        )
-        counts = observed.sum(dim=1)
-        total = torch.where(observed, log_density, 0.0).sum(dim=1)
-        per_feature = torch.where(counts > 0, total / counts.clamp(min=1), 0.0)
-        return -per_feature.mean() / CLASSIFICATION_WEIGHT
+        density = gaussian_log_likelihood(predicted, seen, observed.to(seen.dtype), OBSERVATION_STD)
+        return -density.mean() / CLASSIFICATION_WEIGHT
 
     def auxiliary_loss(self) -> torch.Tensor | None:
         return self.reconstruction

@@ -211,6 +211,8 @@ class Trainer:
                         k: v.detach().clone() for k, v in self.model.state_dict().items()
                     }
             self.training.scheduler.step()
+            for group in self.optimizer.param_groups:  # ExponentialLR decays the group's lr
+                group["lr"] = max(group["lr"], t.min_lr)
             state.epoch = epoch
             state.history.append(row)
             state.epoch_s.append(epoch_s)

@@ -98,8 +98,9 @@ retime:
 	$(MAKE) reproduce SEEDS=$(RETIME_SEEDS) RUNS=results/runs/timing ARGS='trainer.epochs=$(RETIME_EPOCHS) $(ARGS)'
 
 # Speed of every model on this machine, `cfc-bench bench`: one table and one CSV per setting
-# (a), (b), (c) in results/bench (times are medians; ratios are to our CfC of the same run).
-# Each setting's sizes, models and repeats: cfc_bench/bench/settings/{a,b,c}.yaml.
+# (a), (b), (c) and the PhysioNet-shaped one in results/bench (times are medians; ratios are
+# to our CfC of the same run).
+# Each setting's sizes, models and repeats: cfc_bench/bench/settings/{a,b,c,physionet}.yaml.
 # One thread by default: the machine is shared, and a second thread times the neighbours.
 # BENCH_REPEATS, when given, sets the timed runs of every setting.
 #   make bench [BENCH_DEVICE=cuda] [BENCH_THREADS=2] [BENCH_REPEATS=5]
@@ -118,6 +119,7 @@ bench: install
 	$(BENCH_SETTING) a
 	$(BENCH_SETTING) b
 	$(BENCH_SETTING) c
+	$(BENCH_SETTING) physionet
 
 # Scaling of the time per training step against the hidden size and the sequence length
 # (settings scaling_hidden and scaling_steps): one CSV each in results/bench and the log-log

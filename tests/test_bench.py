@@ -281,6 +281,10 @@ RECIPES = {
     "--set model.backbone_units=256 --set model.backbone_activation=silu",
     "c": "--tag c_ltc_B128_T100_I82_H64 --batch 128 --steps 100 --inputs 82 --hidden 64 "
     "--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats 3",
+    "physionet": "--tag p_physionet_B128_T202_I82_H64 --batch 128 --steps 202 --inputs 82 "
+    "--observed 0.14 --hidden 64 --models cfc,lstm,gru_d,gru_d_latent,rnn_delta_t,rnn_impute,"
+    "rnn_expdecay,phased_lstm,ode_rnn,ode_rnn_latent,latent_ode_rnn,latent_ode_ode,mtan,"
+    "ip_nets,seft,ltc:flavour=pytorch_reference --repeats 3",
     "scaling_hidden": "--tag scaling_hidden --sweep hidden=32,64,128,256,512,1024 --batch 128 "
     "--steps 100 --inputs 82 --models cfc,ltc,ode_rnn,lstm --repeats 3 --no-memory",
     "scaling_steps": "--tag scaling_steps --sweep steps=16,32,64,128,256,512,1024 --batch 128 "
@@ -298,6 +302,24 @@ def test_a_setting_gives_its_recipes_arguments(name: str) -> None:
     recipe = vars(parse_args([*RECIPES[name].split(), "--threads", "1"]))
     assert from_file.pop("setting") == name and recipe.pop("setting") is None
     assert from_file == recipe
+
+
+def test_observed_inputs_are_values_and_mask_halves() -> None:
+    from cfc_bench.bench.measure import Sizes, make_batch
+
+    batch = make_batch(Sizes(64, 50, 82, 8), torch.device("cpu"), seed=0, observed=0.14)
+    values, seen = batch.x[..., :41], batch.x[..., 41:]
+    assert set(seen.unique().tolist()) == {0.0, 1.0}
+    assert abs(float(seen.mean()) - 0.14) < 0.01  # 131,200 draws
+    assert (values[seen == 0] == 0).all() and (values[seen == 1] != 0).all()
+    dense = make_batch(Sizes(64, 50, 82, 8), torch.device("cpu"), seed=0)
+    assert (dense.x != 0).all()
+
+
+@pytest.mark.parametrize("argv", [["--observed", "0"], ["--observed", "0.5", "--inputs", "17"]])
+def test_observed_needs_a_fraction_and_even_inputs(argv: list[str], capsys) -> None:
+    assert main(["--models", "cfc", "--repeats", "1", *argv]) != 0
+    assert "the fraction must be in (0, 1] and the inputs even" in capsys.readouterr().err
 
 
 def test_options_override_the_setting() -> None:
@@ -336,7 +358,7 @@ def test_a_bad_setting_file_names_itself_and_the_key(
 
 def test_an_unknown_setting_lists_the_settings(capsys: pytest.CaptureFixture) -> None:
     assert main(["--setting", "d"]) == 2
-    assert "no such setting; choose from a, b, c, scaling_hidden, scaling_steps" in (
+    assert "no such setting; choose from a, b, c, physionet, scaling_hidden, scaling_steps" in (
         capsys.readouterr().err
     )
 

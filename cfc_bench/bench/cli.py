@@ -150,6 +150,12 @@ def _parser() -> argparse.ArgumentParser:
         help="CPU only: cap the memory this process adds; a model that needs more fails "
         "alone (default: 3/4 of the memory available at start)",
     )
+    p.add_argument(
+        "--observed",
+        type=float,
+        help="PhysioNet-shaped inputs: [values ; observed-mask] halves, each value observed "
+        "with this probability (default: every input a dense random value)",
+    )
     p.add_argument("--sweep", metavar="DIM=V1,V2,...", help=f"vary one of {', '.join(DIMENSIONS)}")
     p.add_argument("--out", default="outputs/bench", help="CSV folder (default outputs/bench)")
     p.add_argument(
@@ -307,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
         _positive(name, getattr(args, name))
     if args.warmup < 0:
         raise BenchError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.observed is not None and not (0 < args.observed <= 1 and args.inputs % 2 == 0):
+        raise BenchError(
+            f"--observed {args.observed} with --inputs {args.inputs}: the fraction must be in "
+            "(0, 1] and the inputs even ([values ; observed-mask] halves)"
+        )
     sweep = parse_sweep(args.sweep) if args.sweep else None
     specs = parse_models(args.models, config_names("model"))
     sets = parse_sets(args.set)

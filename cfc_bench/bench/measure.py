@@ -190,10 +190,18 @@ class Batch:
     y: torch.Tensor
 
 
-def make_batch(sizes: Sizes, device: torch.device, seed: int) -> Batch:
+def make_batch(
+    sizes: Sizes, device: torch.device, seed: int, observed: float | None = None
+) -> Batch:
+    """Random inputs, elapsed times in [0.5, 1.5) and targets. With ``observed``, the inputs
+    are ``[values ; observed-mask]`` halves as PhysioNet's: each value observed with that
+    probability, 0 where it is not."""
     g = torch.Generator().manual_seed(seed)
     b, t = sizes.batch, sizes.steps
     x = torch.randn(b, t, sizes.inputs, generator=g)
+    if observed is not None:
+        seen = (torch.rand(b, t, sizes.inputs // 2, generator=g) < observed).float()
+        x = torch.cat([x[..., : sizes.inputs // 2] * seen, seen], dim=-1)
     dt = torch.rand(b, t, generator=g) + 0.5
     y = torch.randn(b, OUTPUTS, generator=g)
     mask = torch.ones(b, t, dtype=torch.bool)
@@ -204,6 +212,9 @@ def train_step(entry: Entry, batch: Batch) -> None:
     entry.model.train()
     entry.optimizer.zero_grad(set_to_none=True)
     loss = F.mse_loss(entry.model(batch.x, batch.dt, batch.mask), batch.y)
+    auxiliary = getattr(entry.model, "auxiliary_loss", lambda: None)()  # ncps has none
+    if auxiliary is not None:  # a generative model's own terms, part of its training step
+        loss = loss + auxiliary
     loss.backward()
     entry.optimizer.step()
 
@@ -242,14 +253,21 @@ def progress(text: str, end: str = "\n") -> None:
 # --------------------------------------------------------------------------- one point
 
 
-def build(spec: Spec, cfg: ModelConfig, sizes: Sizes, device: torch.device, seed: int) -> Entry:
+def build(
+    spec: Spec,
+    cfg: ModelConfig,
+    sizes: Sizes,
+    device: torch.device,
+    seed: int,
+    values_with_mask: bool = False,
+) -> Entry:
     """The row's model on ``device`` with its optimizer; failed if it cannot be built."""
     torch.manual_seed(seed)
     try:
         model = (
             ncps_model(cfg, sizes.inputs, OUTPUTS)
             if spec.ncps
-            else cfg.build(SequenceIO(sizes.inputs, OUTPUTS))
+            else cfg.build(SequenceIO(sizes.inputs, OUTPUTS, values_with_mask))
         )
         entry = Entry(spec, model.to(device), settings_of(cfg))
         entry.optimizer = torch.optim.Adam(entry.model.parameters(), lr=1e-3)
@@ -267,10 +285,18 @@ def run_point(
     device: torch.device,
 ) -> list[Entry]:
     """Build every model for these sizes and time them round-robin (``args``: ``seed``,
-    ``warmup``, ``repeats``, ``budget``, ``matmul_floor``, ``memory``)."""
-    batch = make_batch(sizes, device, args.seed)
+    ``warmup``, ``repeats``, ``budget``, ``matmul_floor``, ``memory``, ``observed``)."""
+    observed = args.observed
+    batch = make_batch(sizes, device, args.seed, observed)
     entries = [
-        build(spec, compose_model(spec, sizes.hidden, sets), sizes, device, args.seed)
+        build(
+            spec,
+            compose_model(spec, sizes.hidden, sets),
+            sizes,
+            device,
+            args.seed,
+            values_with_mask=observed is not None,
+        )
         for spec in specs
     ]
 

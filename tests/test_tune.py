@@ -15,6 +15,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
+from runs import TIMEOUT, command, environment
 
 from cfc_bench import cli
 from cfc_bench.config import compose
@@ -23,7 +24,6 @@ from cfc_bench.report.presets import Budget, tuned_label
 from cfc_bench.tune import study as tune_study
 from cfc_bench.tune.cli import compose_search, main, search_overrides
 from cfc_bench.tune.guard import check_search
-from tests.runs import TIMEOUT, command, environment
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -70,10 +70,13 @@ clean:
 # `make tables` then turns results/runs into tables beside the paper's numbers.
 TASK ?=
 SEEDS ?= 0,1,2
-MODELS ?= cfc,cfc_nogate,cfs,cfc_mmrnn,ltc,ode_rnn,lstm,gru_d,ode_lstm
+# every preset of the task: the <model> of each conf/experiment/$(TASK)_<model>.yaml
+MODELS ?= $(subst $(space),$(comma),$(sort $(patsubst conf/experiment/$(TASK)_%.yaml,%,\
+	$(wildcard conf/experiment/$(TASK)_*.yaml))))
 RUNS ?= results/runs
 ARGS ?=
 comma := ,
+space := $(subst ,, )
 
 .PHONY: reproduce
 

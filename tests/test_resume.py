@@ -218,8 +218,9 @@ def test_committed_runs_still_match_their_presets(run: str) -> None:
 
 def test_committed_runs_of_a_changed_preset_are_refused() -> None:
     """A preset changed since its runs (here its weight decay became Keras' L2 kernel
-    penalty) does not count them as done: a new round needs their folders moved first."""
-    assert changes_on_restart("xor/cfc/seed0")[1] == [
+    penalty) does not count them as done: a new round needs their folders moved first (these
+    were, to results/runs/before_reference_cells/)."""
+    assert changes_on_restart("before_reference_cells/xor/cfc/seed0")[1] == [
         "trainer.l2_kernel: 0.0 -> 3e-06",
         "trainer.weight_decay: 3e-06 -> 0.0",
     ]

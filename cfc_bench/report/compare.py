@@ -209,10 +209,32 @@ def with_paired(summary: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> pd.DataFrame:
+def timing_only(paired: pd.DataFrame, model: str | None, preset: str, paper_speedup: float) -> dict:
+    """A paper row whose model has no full run but was timed in a timing sweep (``make
+    retime``): that preset's timing-sweep speed-up, and its speed claim judged on it."""
+    if model is None or not len(paired):
+        return {}
+    hit = paired[(paired["model"] == model) & (paired["experiment"] == preset)]
+    if len(hit) != 1:  # none, or several training sizes: no one number to show
+        return {}
+    timed = hit.iloc[0]
+    claim = None
+    if model != REFERENCE_MODEL:
+        claim = speed_claim(timed["paired_speedup"], paper_speedup, timed["paired_machine_ratio"])
+    return {**{c: timed[c] for c in PAIRED_COLUMNS}, "speed_claim": claim}
+
+
+def compare(
+    summary: pd.DataFrame,
+    reported: pd.DataFrame,
+    failed: set[str],
+    paired: pd.DataFrame | None = None,
+    task: str = "",
+) -> pd.DataFrame:
     """Our rows beside the paper's, in the paper's row order, then models it does not have.
 
-    A paper row with no run of its model becomes a "not run" (or "failed") row.
+    A paper row with no run of its model becomes a "not run" (or "failed") row, with the
+    timing sweep's speed-up of its preset ``<task>_<model>`` where ``paired`` has one.
     """
     cfc_row = reported[reported["our_model"] == REFERENCE_MODEL]
     cfc_minutes = float(cfc_row["minutes_per_epoch"].iloc[0]) if len(cfc_row) else math.nan
@@ -236,7 +258,10 @@ def compare(summary: pd.DataFrame, reported: pd.DataFrame, failed: set[str]) -> 
         ours = summary[summary["model"] == model] if model is not None and len(summary) else []
         if not len(ours):
             status = "failed" if model in failed else "not run"
-            rows.append({**base, "status": status, "comparable": False, "n": 0})
+            timed = timing_only(
+                paired if paired is not None else pd.DataFrame(), model, f"{task}_{model}", p_speed
+            )
+            rows.append({**base, "status": status, "comparable": False, "n": 0, **timed})
             continue
         for _, row in ours.sort_values(["comparable", "n"], ascending=False).iterrows():
             tolerance, seed_tolerance, agrees = agreement(row["scores"], p_mean, p_std)
@@ -280,7 +305,7 @@ def task_results(gathered: Gathered, reported: pd.DataFrame) -> dict[str, TaskRe
         paper = reported[reported["task"] == task] if len(reported) else reported
         task_failed = failed[failed["task"] == task] if "task" in failed else failed
         summary = with_paired(summarise(task_runs, metric, extras), paired)
-        table = compare(summary, paper, set(task_failed.get("model", [])))
+        table = compare(summary, paper, set(task_failed.get("model", [])), paired, task)
         mine = [d for d in duplicates if d.task == task]
         results[task] = TaskResult(task, metric, extras, table, task_failed, mine)
     return results

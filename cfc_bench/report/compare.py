@@ -116,20 +116,26 @@ def _machine_ratio(run: dict[str, Any], refs: list[dict[str, Any]]) -> float:
     return ratio if supported(ratio, _number(run, "time/probe_spread"), widest) else math.nan
 
 
-def _speedups(runs: pd.DataFrame) -> pd.DataFrame:
+def _speedups(runs: pd.DataFrame, per_round: bool = False) -> pd.DataFrame:
     """Each run's time per epoch over the mean of the CfC runs of its cell (``_cell``), and
-    its machine-speed probe over theirs (:func:`_machine_ratio`)."""
+    its machine-speed probe over theirs (:func:`_machine_ratio`). ``per_round``: a timing
+    sweep's rounds (its seeds, `make retime RETIME_SEEDS=N`) are cells of their own, so that
+    each round's times are divided by that round's CfC."""
+
+    def cell(run: dict[str, Any]) -> tuple[Any, ...]:
+        return (*_cell(run), run["seed"]) if per_round else _cell(run)
+
     records = runs.to_dict("records")
     cfc: dict[tuple, dict[tuple, list[dict]]] = {}
     for run in records:
         if run["model"] == REFERENCE_MODEL:
-            configs = cfc.setdefault(_cell(run), {})
+            configs = cfc.setdefault(cell(run), {})
             configs.setdefault((run["experiment"], run["budget"]), []).append(run)
     # several CfC configurations in one cell: the one with the most runs
     reference = {cell: max(c.values(), key=len) for cell, c in cfc.items()}
     ratios, machine = [], []
     for run in records:
-        refs = [] if _spans_machines(run) else reference.get(_cell(run), [])
+        refs = [] if _spans_machines(run) else reference.get(cell(run), [])
         mean = (lambda values: sum(values) / len(values)) if refs else (lambda values: math.nan)
         ratios.append(run["time/epoch_s"] / mean([r["time/epoch_s"] for r in refs]))
         machine.append(_machine_ratio(run, refs) if refs else math.nan)
@@ -187,7 +193,7 @@ def paired_speedups(timing: pd.DataFrame) -> pd.DataFrame:
     timing = timing[~timing["changed"]] if len(timing) else timing
     if not len(timing):
         return pd.DataFrame(columns=[*PAIRED_KEYS, *PAIRED_COLUMNS])
-    timing = timing.join(_speedups(timing))
+    timing = timing.join(_speedups(timing, per_round=True))
     grouped = timing.groupby(PAIRED_KEYS, dropna=False)
     return grouped.agg(
         paired_speedup=("speedup", "mean"),

@@ -34,8 +34,15 @@ def _not_judged_why(row: pd.Series) -> str:
     return "no paper number" if math.isnan(row["paper_mean"]) else "no std to judge against"
 
 
+def _timed(r: pd.Series) -> bool:
+    """A row with a speed-up: it ran, or `make retime` timed its preset (a not-run row)."""
+    return r["status"] == "ran" or not pd.isna(r.get("paired_speedup", math.nan))
+
+
 def _machine_differed(r: pd.Series) -> bool:
-    judged = r["status"] == "ran" and r["model"] != REFERENCE_MODEL and not bool(r["changed"])
+    changed = r.get("changed")
+    changed = False if pd.isna(changed) else bool(changed)
+    judged = _timed(r) and r["model"] != REFERENCE_MODEL and not changed
     return judged and machine_drifted(judged_speedup(r)[1])
 
 
@@ -65,7 +72,8 @@ def summary_lines(result: TaskResult) -> list[str]:
     )
     listed("Does not reproduce", [r for r in ran if verdict(r["agrees"]) is False], value)
 
-    timed = [r for r in ran if isinstance(r["speed_claim"], str) or _machine_differed(r)]
+    clocked = [r for _, r in table.iterrows() if _timed(r)]
+    timed = [r for r in clocked if isinstance(r["speed_claim"], str) or _machine_differed(r)]
     several = {m for m in (r["model"] for r in timed) if sum(t["model"] == m for t in timed) > 1}
 
     def speedup(r: pd.Series) -> str:
@@ -76,12 +84,12 @@ def summary_lines(result: TaskResult) -> list[str]:
     for claim in ("reproduces", "direction only", "does not reproduce"):
         listed(
             f"CfC speed-up {claim}",
-            [r for r in ran if r["speed_claim"] == claim],
+            [r for r in clocked if r["speed_claim"] == claim],
             lambda r: f"{speedup(r)} (paper {ratio(r['paper_speedup'])})",
         )
     listed(
         f"CfC speed-up not judged (machine speed differed by more than {MACHINE_TOLERANCE}x)",
-        [r for r in ran if _machine_differed(r)],
+        [r for r in clocked if _machine_differed(r)],
         lambda r: f"{speedup(r)} ({machine_drift(judged_speedup(r)[1])})",
     )
     listed(

@@ -25,7 +25,8 @@ from cfc_bench.tasks import person_activity, physionet
 from cfc_bench.tasks.base import DataConfig
 from cfc_bench.tasks.et_smnist import read_idx
 from cfc_bench.tasks.person_activity import FILE, PersonActivityConfig, read_readings
-from cfc_bench.tasks.physionet import PhysioNetConfig, read_labels, read_rows
+from cfc_bench.tasks.physionet import PhysioNetConfig
+from cfc_bench.tasks.physionet_records import read_labels, read_rows
 from cfc_bench.tasks.walker import load_rollout
 
 

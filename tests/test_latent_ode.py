@@ -96,3 +96,52 @@ def test_odernn_encoder_runs_backwards_from_the_last_valid_step() -> None:
     want_mean, want_std = model.to_z0(torch.cat([y, s], -1)).chunk(2, -1)
     torch.testing.assert_close(mean, want_mean)
     torch.testing.assert_close(std, want_std.abs())
+
+
+def rnn_vae(**sizes: int) -> torch.nn.Module:
+    overrides = [f"model.{k}={v}" for k, v in sizes.items()]
+    cfg = compose(["model=rnn_vae", *overrides]).model
+    return cfg.build(SequenceIO(4, 2, values_with_mask=True)).double()
+
+
+def test_rnn_vae_decoder_is_fed_its_own_reconstructions() -> None:
+    """RNN_VAE.get_reconstruction with run_rnn(feed_previous=True) and shift_outputs, worked
+    out step by step: x̂_0 = x_first; h_1 = GRU([x_first ; 1 ; 0], z0); x̂_1 = D(z0);
+    h_2 = GRU([D(h_1) ; 1 ; g_1], h_1); x̂_2 = D(h_1); x̂_3 = D(h_2)."""
+    torch.manual_seed(0)
+    model = rnn_vae(hidden=3, rec_dims=4)
+    values = torch.rand(1, 4, 2, dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False]])
+    gaps = torch.tensor([[0.5, 0.1, 0.2, 0.0]], dtype=torch.float64)
+    z0 = torch.randn(1, 1, 3, dtype=torch.float64)
+    got = model.rnn_reconstruction(z0, values, gaps, mask)
+    ones = torch.ones(1, 2, dtype=torch.float64)
+    first = values[:, 2]  # the last valid step's values
+    d, gru = model.decoder, model.gen_rnn
+
+    def gap(value: float) -> torch.Tensor:
+        return torch.tensor([[value]], dtype=torch.float64)
+
+    h0 = z0[0]
+    h1 = gru(torch.cat([first, ones, gap(0.0)], -1), h0)
+    h2 = gru(torch.cat([d(h1), ones, gap(0.1)], -1), h1)
+    want = torch.stack([first, d(h0), d(h1), d(h2)], 1)
+    torch.testing.assert_close(got[0], want)
+
+
+def test_rnn_vae_classifier_reads_the_mean_of_z0_in_training() -> None:
+    """label_predictions = classifier(z0_mean): the training output is not a sample (the
+    reconstruction is) and equals the evaluation output; the ELBO term is finite."""
+    torch.manual_seed(0)
+    model = rnn_vae(hidden=3, rec_dims=4)
+    x = torch.rand(2, 5, 4, dtype=torch.float64)
+    x[..., 2:] = (x[..., 2:] > 0.3).double()
+    dt = torch.full((2, 5), 0.1, dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    model.train()
+    first = model(x, dt, mask, False)
+    assert torch.isfinite(model.auxiliary_loss())
+    second = model(x, dt, mask, False)
+    model.eval()
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, model(x, dt, mask, False))

@@ -16,14 +16,8 @@ from cfc_bench.errors import DataError
 from cfc_bench.metrics import AUC, AUPRC
 from cfc_bench.tasks import physionet
 from cfc_bench.tasks.base import DataConfig, Protocol
-from cfc_bench.tasks.physionet import (
-    FEATURES,
-    PhysioNetConfig,
-    PhysioSet,
-    Records,
-    feature_range,
-    to_sequences,
-)
+from cfc_bench.tasks.physionet import PhysioNetConfig, PhysioSet, feature_range, to_sequences
+from cfc_bench.tasks.physionet_records import FEATURES, Records
 
 AGE, GENDER, HEIGHT, ICU, WEIGHT = range(5)
 HR, MECHVENT, TEMP = FEATURES.index("HR"), FEATURES.index("MechVent"), FEATURES.index("Temp")

@@ -1,5 +1,6 @@
 """Latent ODE with its classifier on z0 (Rubanova et al. 2019, ``run_models.py --latent-ode
---classif``), with an ODE-RNN (``encoder: odernn``) or an RNN (``encoder: rnn``) encoder.
+--classif``), with an ODE-RNN (``encoder: odernn``) or an RNN (``encoder: rnn``) encoder, and
+the same paper's RNN-VAE (``--rnn-vae``: RNN encoder, ``generative: rnn``).
 
 Encoder, reading ``x_k = [values·m ; m]`` backwards from each sequence's last valid step
 (``lib/encoder_decoder.py``), with ``g_k = time_scale·|dt_k|`` the gap before step k:
@@ -17,6 +18,18 @@ torchdiffeq) at the sequences' absolute times ``t_k = Σ_{j≤k} g_j`` (the unio
 batch, as the reference's collation); ``x̂(t) = Linear(z(t))``. ``f`` is an MLP of
 ``gen_hidden_layers`` tanh layers. The classifier (300, 300 ReLU, then the readout) reads
 ``z0``.
+
+RNN-VAE generative model (``generative: rnn``, ``RNN_VAE`` of ``lib/rnn_baselines.py``): one
+sample ``z0 = μ + σ·ε`` per sequence (``samples``; the reference draws one) starts a GRU of
+``hidden`` units, ``h_0 = z0``, that is fed its own reconstructions: at step ``i``
+(``0 ≤ i < T − 1``) it reads ``[u_i ; 1 ; g_i]`` (an all-ones mask, ``g_0 = 0``) with
+``u_0 = x_first`` and ``u_i = D(h_i)`` after, ``h_{i+1} = GRU(·, h_i)``; ``D`` is an MLP (one
+tanh layer of ``ode_units``). The reconstruction is shifted one step (``shift_outputs``):
+``x̂_0 = x_first``, ``x̂_k = D(h_{k−1})``. ``x_first`` is the first row of the reference's
+reversed data, here the values of the sequence's last valid step (the reference's is the
+last time stamp of the batch's union grid, a padding row of zeros for most sequences).
+The classifier reads ``μ`` in training as in evaluation (``label_predictions =
+classifier(z0_mean)``).
 
 Objective (``VAE_Baseline.compute_all_losses`` with ``train_classif_w_reconstr``): the
 reference minimises ``−logsumexp_k(L_k − c·KL) + (100/K)·BCE`` (its cross-entropy is
@@ -75,11 +88,19 @@ class Encoder(Enum):
     rnn = "rnn"
 
 
+class Generative(Enum):
+    """``ode``: the Latent ODE's ``dz/dt = f(z)`` with a linear decoder; ``rnn``: RNN-VAE."""
+
+    ode = "ode"
+    rnn = "rnn"
+
+
 @dataclass
 class LatentODEConfig(ModelConfig):
     name: str = "latent_ode_ode"
     hidden: int = ranged(20, ge=1)  # latent size (-l)
     encoder: Encoder = Encoder.odernn  # --z0-encoder
+    generative: Generative = Generative.ode  # ode: --latent-ode; rnn: --rnn-vae
     rec_dims: int = ranged(40, ge=1)  # --rec-dims
     rec_hidden_layers: int = ranged(4, ge=1)  # --rec-layers + 1 (odernn encoder's ODE)
     gen_hidden_layers: int = ranged(4, ge=1)  # --gen-layers + 1
@@ -114,9 +135,14 @@ class LatentODE(WholeSequenceModel):
         else:
             self.rnn = nn.GRUCell(2 * n_values + 1, cfg.rec_dims)  # torch's init, as nn.GRU
             self.to_z0 = mlp(cfg.rec_dims, 2 * cfg.hidden, 1, 50)
-        self.gen_ode = mlp(cfg.hidden, cfg.hidden, cfg.gen_hidden_layers, cfg.ode_units)
-        self.decoder = nn.Linear(cfg.hidden, n_values)
-        init_normal(self.decoder)
+        self.generative = Generative(cfg.generative)
+        if self.generative is Generative.ode:
+            self.gen_ode = mlp(cfg.hidden, cfg.hidden, cfg.gen_hidden_layers, cfg.ode_units)
+            self.decoder: nn.Module = nn.Linear(cfg.hidden, n_values)
+            init_normal(self.decoder)
+        else:
+            self.gen_rnn = nn.GRUCell(2 * n_values + 1, cfg.hidden)  # torch's init
+            self.decoder = mlp(cfg.hidden, n_values, 1, cfg.ode_units)
         self.classifier = classifier_features(cfg.hidden, cfg.classifier_units)
         init_normal(self.readout)
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
@@ -165,11 +191,34 @@ class LatentODE(WholeSequenceModel):
         z0 = mean + std * torch.randn(
             cfg.samples, *mean.shape, dtype=mean.dtype, device=mean.device
         )
-        path = solve_at_times(self.gen_ode, z0, gaps.cumsum(1), cfg.rtol, cfg.atol)
-        likelihood = gaussian_log_likelihood(self.decoder(path), values, observed, cfg.obsrv_std)
+        if self.generative is Generative.ode:
+            path = solve_at_times(self.gen_ode, z0, gaps.cumsum(1), cfg.rtol, cfg.atol)
+            reconstruction = self.decoder(path)
+        else:
+            reconstruction = self.rnn_reconstruction(z0, values, gaps, mask)
+        likelihood = gaussian_log_likelihood(reconstruction, values, observed, cfg.obsrv_std)
         coef = kl_coefficient(
             int(self.train_steps), cfg.kl_steps_per_epoch, cfg.kl_wait_epochs, cfg.kl_rate
         )
         bound = iwae_bound(likelihood.mean(-1), normal_kl(mean, std).mean(), coef)
         self._aux = -bound * cfg.samples / cfg.classif_weight
-        return self.classifier(z0[0])
+        return self.classifier(z0[0] if self.generative is Generative.ode else mean)
+
+    def rnn_reconstruction(
+        self, z0: torch.Tensor, values: torch.Tensor, gaps: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """RNN-VAE's shifted reconstruction ``[K,B,T,D]`` from ``z0 [K,B,Z]`` (module docstring)."""
+        k, b, _ = z0.shape
+        last = (mask.sum(1) - 1).clamp(min=0)
+        first = values[torch.arange(b, device=values.device), last].repeat(k, 1)  # [K·B,D]
+        ones = torch.ones_like(first)
+        step_gaps = torch.cat([gaps.new_zeros(b, 1), gaps[:, 1:]], 1).repeat(k, 1)
+        h, u = z0.reshape(k * b, -1), first
+        predictions = [first]
+        for i in range(values.shape[1] - 1):
+            decoded = self.decoder(h)
+            predictions.append(decoded)
+            if i > 0:
+                u = decoded
+            h = self.gen_rnn(torch.cat([u, ones, step_gaps[:, i : i + 1]], -1), h)
+        return torch.stack(predictions, 1).reshape(k, b, *values.shape[1:])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from cfc_bench.models import ip_nets
 from cfc_bench.models.base import SequenceIO
-from cfc_bench.models.ip_nets import IPNets, IPNetsConfig
-from cfc_bench.models.whole import observation_set
+from cfc_bench.models.ip_nets import IPNets, IPNetsConfig, hold_out
+from cfc_bench.models.whole import ObservationSet, observation_set
 
 F64 = torch.float64
 
@@ -92,3 +94,54 @@ def test_cross_channel_layer_by_hand() -> None:
         z.append(chi + lam[r] + [g[r][k] - chi[k] for k in range(2)])
     _, h = model.gru(torch.tensor([z], dtype=F64))
     torch.testing.assert_close(model.summary(x, dt, mask), h[0], rtol=1e-12, atol=1e-14)
+
+
+def test_hold_out_takes_a_fifth_of_each_channel_with_ten_or_more_observations() -> None:
+    """The script's hold_out: int(0.2·count) of a channel's observations where that is more
+    than one, drawn at random; never a slot without an observation."""
+    torch.manual_seed(0)
+    counts = {0: 10, 1: 9, 2: 15, 3: 24}  # held: 2, 0 (1 is not > 1), 3, 4
+    channel = torch.cat([torch.full((n,), c) for c, n in counts.items()] + [torch.zeros(6)]).long()
+    valid = torch.arange(len(channel)) < sum(counts.values())
+    obs = ObservationSet(torch.zeros(len(channel)), channel, torch.zeros(len(channel)), valid,
+                         torch.zeros(len(channel), dtype=torch.long))  # fmt: skip
+    obs = ObservationSet(*(t.unsqueeze(0) for t in obs))
+    draws = [hold_out(obs, 4, 0.2)[0] for _ in range(3)]
+    for held in draws:
+        assert not held[~valid].any()
+        assert [int(held[channel == c].sum()) for c in range(4)] == [2, 0, 3, 4]
+    assert not torch.equal(draws[0], draws[1])  # drawn afresh
+
+
+def test_reconstruction_term_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """customloss with the held-out observation of channel 0 at step 1: χ read at the step
+    times from the kept observations, (v − χ)² over that channel's held count, / D."""
+    model = build(2, ref_points=3, time_span=2.0, dropout=0.0).train()
+    with torch.no_grad():
+        model.kernel.copy_(torch.tensor([0.3, -1.0], dtype=F64))
+        model.cross.copy_(torch.tensor([[1.0, 0.5], [-0.25, 2.0]], dtype=F64))
+    times = [0.0, 0.5, 1.5]
+    x, dt, mask = one_sequence(times, [[1.0, 3.0], [2.5, 4.0], [-2.0, None]])
+    # observations in (step, channel) order: (0,0) (0,1) (1,0) (1,1) (2,0); hold out (1,0)
+    held = torch.tensor([[False, False, True, False, False]])
+    monkeypatch.setattr(ip_nets, "hold_out", lambda obs, d, fraction: held)
+    got = model.reconstruction_loss(x, dt, mask)
+    alpha = [math.log1p(math.exp(k)) for k in (0.3, -1.0)]
+    kept = {0: [(0.0, 1.0), (1.5, -2.0)], 1: [(0.0, 3.0), (0.5, 4.0)]}
+    sigma, lam = [], []
+    for t in times:
+        w = {d: [math.exp(-alpha[d] * (s - t) ** 2) for s, _ in kept[d]] for d in (0, 1)}
+        lam.append([sum(w[d]) for d in (0, 1)])
+        weighted = [sum(wi * v for wi, (_, v) in zip(w[d], kept[d], strict=True)) for d in (0, 1)]
+        sigma.append([weighted[d] / lam[-1][d] for d in (0, 1)])
+    mu = [sum(sigma[k][d] for k in range(3)) / 3 for d in (0, 1)]
+    p = model.cross.tolist()
+    k = 1  # the held-out step
+    u = [lam[k][d] / sum(lam[k]) * (sigma[k][d] - mu[d]) for d in (0, 1)]
+    chi0 = u[0] * p[0][0] + u[1] * p[1][0] + mu[0]
+    assert math.isclose(got.item(), (2.5 - chi0) ** 2 / 2, rel_tol=1e-10)
+    model(x, dt, mask)  # training: the term is the model's auxiliary loss
+    torch.testing.assert_close(model.auxiliary_loss(), got)
+    model.eval()
+    model(x, dt, mask)
+    assert model.auxiliary_loss() is None

@@ -23,14 +23,28 @@ Cross-channel interpolation, with ``P [D,D]`` learned (identity at the start) an
 Prediction network: a GRU over ``z_1 … z_R`` (input dropout, one mask per sequence as
 Keras' ``dropout``) and the linear readout of its last state.
 
-Differences from the reference: (1) its training adds an autoencoder loss (20 % of the
-observations held out and reconstructed at their own times); the trainer here optimises the
-task's loss only, so that term and the hold-out are absent. (2) Its GRU also drops 20 % of the
-recurrent state (``recurrent_dropout``); here only the inputs. (3) A channel with no
-observation is imputed there with one observation of its training mean at time 0; here it
-gives ``σ = γ = λ = 0`` (so ``χ = μ = 0``). (4) Sums over observations are per-channel
-scatters over the observation set, not ``[B,D,T,R]`` tensors. Per-step outputs are the
-prefix outputs of :class:`~cfc_bench.models.whole.WholeSequenceModel`.
+Autoencoder term (the script's ``hold_out`` and ``customloss``; weight
+``reconstruction_weight``, the script's 1): in training, each channel with ``c``
+observations holds out ``h = ⌊hold_out·c⌋`` of them drawn at random, where ``h > 1`` (so
+channels with fewer than 10 observations keep all). The same two layers, given the kept
+observations only, are read at the sequence's own step times ``t_k`` instead of ``ρ``
+(smooth interpolant and intensity; ``μ`` the mean over the valid steps), giving ``χ_kd``;
+the term, added by :meth:`auxiliary_loss`, is
+
+  mean_b (1/D) Σ_d Σ_{held n of channel d} (v_n − χ_{k(n) d})² / max(1, h_bd)
+
+(the script also divides by each MIMIC feature's squared standard deviation; here the
+task's normalised values are used as they are). The prediction path reads every observation,
+held-out ones included, as the script's does.
+
+Differences from the reference: (1) the hold-out is drawn afresh at every training step
+(the script draws it once, before training). (2) Its GRU also drops 20 % of the recurrent
+state (``recurrent_dropout``); here only the inputs. (3) A channel with no observation is
+imputed there with one observation of its training mean at time 0; here it gives
+``σ = γ = λ = 0`` (so ``χ = μ = 0``). (4) Its reconstruction's ``μ`` averages over the
+batch's padded union grid; here over each sequence's valid steps. (5) Sums over observations
+are per-channel scatters over the observation set, not ``[B,D,T,R]`` tensors. Per-step
+outputs are the prefix outputs of :class:`~cfc_bench.models.whole.WholeSequenceModel`.
 """
 
 from __future__ import annotations
@@ -42,7 +56,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfc_bench.models.base import ModelConfig, SequenceIO
-from cfc_bench.models.whole import WholeSequenceModel, observation_set, value_channels
+from cfc_bench.models.whole import (
+    ObservationSet,
+    WholeSequenceModel,
+    observation_set,
+    observation_times,
+    value_channels,
+)
 from cfc_bench.ranges import ranged
 
 
@@ -54,6 +74,8 @@ class IPNetsConfig(ModelConfig):
     time_span: float = ranged(48.0, gt=0)  # --hours_from_adm: ρ = linspace(0, time_span, R)
     kappa: float = ranged(10.0, gt=0)  # the transient interpolant's bandwidth factor
     dropout: float = ranged(0.2, ge=0, lt=1)  # the GRU's input dropout
+    hold_out: float = ranged(0.2, ge=0, lt=1)  # share of each channel held out for the autoencoder
+    reconstruction_weight: float = ranged(1.0, ge=0)  # the autoencoder term's weight; 0: none
 
     def build(self, io: SequenceIO) -> IPNets:
         return IPNets(self, io)
@@ -82,6 +104,27 @@ def channel_softmax(
     return log_total, torch.where(seen, weighted / safe, 0.0)
 
 
+def hold_out(obs: ObservationSet, channels: int, fraction: float) -> torch.Tensor:
+    """``[B,N]`` bool: ``⌊fraction·c⌋`` observations drawn at random from each channel with
+    ``c`` observations, where that is more than one (the script's ``hold_out``)."""
+    counts = torch.zeros(obs.valid.shape[0], channels, dtype=torch.float64, device=obs.valid.device)
+    counts.scatter_add_(1, obs.channel, obs.valid.to(torch.float64))
+    held = torch.floor(counts * fraction)
+    held = torch.where(held > 1, held, 0.0)
+    # rank within the channel: sort by channel + a uniform key, invalid slots last
+    key = torch.where(
+        obs.valid,
+        obs.channel.to(torch.float64) + torch.rand(obs.valid.shape, device=obs.valid.device),
+        torch.inf,
+    )
+    order = key.argsort(dim=1)
+    start = counts.cumsum(1) - counts  # each channel's first position in that order
+    positions = torch.arange(key.shape[1], device=key.device).expand_as(key).to(torch.float64)
+    sorted_rank = positions - start.gather(1, obs.channel.gather(1, order))
+    rank = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
+    return obs.valid & (rank < held.gather(1, obs.channel))
+
+
 class IPNets(WholeSequenceModel):
     def __init__(self, cfg: IPNetsConfig, io: SequenceIO):
         super().__init__(io, cfg.hidden)
@@ -96,28 +139,69 @@ class IPNets(WholeSequenceModel):
         self.cross = nn.Parameter(torch.eye(d))
         self.register_buffer("rho", torch.linspace(0.0, cfg.time_span, cfg.ref_points))
         self.gru = nn.GRU(3 * d, cfg.hidden, batch_first=True)
+        self._aux: torch.Tensor | None = None
+
+    def log_weights(
+        self, obs: ObservationSet, query: torch.Tensor, use: torch.Tensor
+    ) -> torch.Tensor:
+        """``ℓ_rn = −α_d (t_n − q_r)²`` ``[B,R,N]`` for query times ``[1|B,R]``, −inf where
+        ``use`` ``[B,N]`` is False."""
+        alpha = F.softplus(self.kernel)[obs.channel].unsqueeze(1)  # [B,1,N]
+        distance = (obs.time.unsqueeze(1) - query.unsqueeze(-1)) ** 2  # [B,R,N]
+        return torch.where(use.unsqueeze(1), -alpha * distance, -torch.inf)
 
     def interpolants(
         self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         """``σ, γ, log λ`` at the reference times, each ``[B,R,D]``."""
         obs, d = observation_set(x, dt, mask, self.io.values_with_mask)
-        alpha = F.softplus(self.kernel)[obs.channel].unsqueeze(1)  # [B,1,N]
-        distance = (obs.time.unsqueeze(1) - self.rho.to(x.dtype)[:, None]) ** 2  # [B,R,N]
-        logw = torch.where(obs.valid.unsqueeze(1), -alpha * distance, -torch.inf)
+        logw = self.log_weights(obs, self.rho.to(x.dtype).unsqueeze(0), obs.valid)
         log_intensity, smooth = channel_softmax(logw, obs.channel, obs.value, d)
         _, transient = channel_softmax(self.cfg.kappa * logw, obs.channel, obs.value, d)
         return smooth, transient, log_intensity
 
-    def summary(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        smooth, transient, log_intensity = self.interpolants(x, dt, mask)
+    def cross_channel(
+        self, smooth: torch.Tensor, log_intensity: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``χ [B,R,D]``; ``μ`` is the mean of ``σ`` over the rows (those where ``rows`` ``[B,R]``
+        is True)."""
         shift = finite_or_zero(log_intensity.detach().amax(dim=-1, keepdim=True))
         intensity_rel = torch.exp(log_intensity - shift)  # λ_rd / max_d λ_rd
         total = intensity_rel.sum(dim=-1, keepdim=True)
         w = torch.where(total > 0, intensity_rel / torch.where(total > 0, total, 1.0), 0.0)
-        mu = smooth.mean(dim=1, keepdim=True)
-        chi = (w * (smooth - mu)) @ self.cross + mu
+        if rows is None:
+            mu = smooth.mean(dim=1, keepdim=True)
+        else:
+            weight = rows.unsqueeze(-1).to(smooth.dtype)
+            mu = (smooth * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
+        return (w * (smooth - mu)) @ self.cross + mu
+
+    def reconstruction_loss(
+        self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The autoencoder term of the module docstring, one fresh hold-out."""
+        obs, d = observation_set(x, dt, mask, self.io.values_with_mask)
+        held = hold_out(obs, d, self.cfg.hold_out)
+        logw = self.log_weights(obs, observation_times(dt, mask), obs.valid & ~held)
+        log_intensity, smooth = channel_softmax(logw, obs.channel, obs.value, d)
+        chi = self.cross_channel(smooth, log_intensity, mask)  # [B,T,D]
+        predicted = chi.flatten(1).gather(1, obs.step * d + obs.channel)
+        error = torch.where(held, (obs.value - predicted) ** 2, 0.0)
+        per_channel = torch.zeros_like(chi[:, 0]).scatter_add(1, obs.channel, error)
+        count = torch.zeros_like(per_channel).scatter_add(1, obs.channel, held.to(chi.dtype))
+        return (per_channel / count.clamp(min=1)).mean()
+
+    def summary(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        smooth, transient, log_intensity = self.interpolants(x, dt, mask)
+        chi = self.cross_channel(smooth, log_intensity)
         z = torch.cat([chi, torch.exp(log_intensity), transient - chi], dim=-1)
         keep = F.dropout(z.new_ones(z.shape[0], 1, z.shape[2]), self.cfg.dropout, self.training)
         _, h = self.gru(z * keep)
+        weight = self.cfg.reconstruction_weight
+        self._aux = (
+            weight * self.reconstruction_loss(x, dt, mask) if self.training and weight else None
+        )
         return h[0]
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        return self._aux

@@ -64,12 +64,13 @@ def observed_channels(x: torch.Tensor, mask: torch.Tensor, values_with_mask: boo
 
 class ObservationSet(NamedTuple):
     """Each sequence's observations as a padded set ``[B,N]`` (``N`` the most in the batch),
-    in step order: time, channel index, value, and whether the slot holds one."""
+    in step order: time, channel index, value, whether the slot holds one, and its step."""
 
     time: torch.Tensor
     channel: torch.Tensor
     value: torch.Tensor
     valid: torch.Tensor
+    step: torch.Tensor
 
 
 def observation_set(x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor, values_with_mask: bool):
@@ -88,9 +89,10 @@ def observation_set(x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor, value
     # a stable sort puts each sequence's observed entries first, in (step, channel) order
     index = torch.sort((~flat).to(torch.int8), dim=1, stable=True).indices[:, :n]
     valid = torch.arange(n, device=x.device) < count.unsqueeze(1)
-    time = observation_times(dt, mask).gather(1, torch.div(index, d, rounding_mode="floor"))
+    step = torch.div(index, d, rounding_mode="floor")
+    time = observation_times(dt, mask).gather(1, step)
     value = torch.where(valid, values.flatten(1).gather(1, index), 0.0)
-    return ObservationSet(time, index % d, value, valid), d
+    return ObservationSet(time, index % d, value, valid, step), d
 
 
 class WholeSequenceModel(SequenceModel):

@@ -283,7 +283,7 @@ RECIPES = {
     "--models cfc,ltc,ncps_ltc,ode_rnn,ode_rnn:ode.solver=dopri5,lstm --repeats 3",
     "physionet": "--tag p_physionet_B128_T202_I82_H64 --batch 128 --steps 202 --inputs 82 "
     "--observed 0.14 --hidden 64 --models cfc,lstm,gru_d,gru_d_latent,rnn_delta_t,rnn_impute,"
-    "rnn_expdecay,phased_lstm,ode_rnn,ode_rnn_latent,latent_ode_rnn,latent_ode_ode,mtan,"
+    "rnn_expdecay,phased_lstm,ode_rnn,ode_rnn_latent,latent_ode_rnn,latent_ode_ode,rnn_vae,mtan,"
     "ip_nets,seft,ltc:flavour=pytorch_reference --repeats 3",
     "scaling_hidden": "--tag scaling_hidden --sweep hidden=32,64,128,256,512,1024 --batch 128 "
     "--steps 100 --inputs 82 --models cfc,ltc,ode_rnn,lstm --repeats 3 --no-memory",

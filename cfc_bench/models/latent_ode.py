@@ -23,11 +23,12 @@ RNN-VAE generative model (``generative: rnn``, ``RNN_VAE`` of ``lib/rnn_baseline
 sample ``z0 = μ + σ·ε`` per sequence (``samples``; the reference draws one) starts a GRU of
 ``hidden`` units, ``h_0 = z0``, that is fed its own reconstructions: at step ``i``
 (``0 ≤ i < T − 1``) it reads ``[u_i ; 1 ; g_i]`` (an all-ones mask, ``g_0 = 0``) with
-``u_0 = x_first`` and ``u_i = D(h_i)`` after, ``h_{i+1} = GRU(·, h_i)``; ``D`` is an MLP (one
-tanh layer of ``ode_units``). The reconstruction is shifted one step (``shift_outputs``):
-``x̂_0 = x_first``, ``x̂_k = D(h_{k−1})``. ``x_first`` is the first row of the reference's
-reversed data, here the values of the sequence's last valid step (the reference's is the
-last time stamp of the batch's union grid, a padding row of zeros for most sequences).
+``u_0 = x_first`` and ``u_i = D(h_i)`` for ``i ≥ 1``, and ``h_{i+1} = GRU(·, h_i)``; ``D`` is
+an MLP (one tanh layer of ``ode_units``). The reconstruction is shifted one step
+(``shift_outputs``): ``x̂_0 = x_first``, ``x̂_k = D(h_{k−1})``. ``x_first`` is the first row
+of the reference's reversed data, here the values of the sequence's last valid step (the
+reference's is the last time stamp of the batch's union grid, a padding row of zeros for
+most sequences).
 The classifier reads ``μ`` in training as in evaluation (``label_predictions =
 classifier(z0_mean)``).
 
@@ -40,12 +41,13 @@ sequences and latent units of KL(N(μ, σ²) ‖ N(0, 1)), ``c`` annealed by epo
 With the task's cross-entropy as the loss, :meth:`auxiliary_loss` is
 ``−logsumexp_k(L_k − c·KL)·K / classif_weight`` (the objective divided by ``100/K``).
 
-Differences from the reference: in training the classifier reads one sample of z0 (the
-reference averages the cross-entropy over all K, the same expectation); in evaluation it
-reads the mean μ (deterministic; the reference scores the K samples). Each sequence is
-encoded over its own steps, not over the batch's union grid (where the reference's
-encoder also steps through the other sequences' time stamps). ``time_scale`` is one
-constant where the reference divides by each batch's latest time stamp.
+Differences from the reference: in training the Latent ODE's classifier reads one sample of
+z0 (the reference averages the cross-entropy over all K, the same expectation); in
+evaluation it reads the mean μ (deterministic; the reference scores the K samples). Each
+sequence is encoded (and the RNN-VAE's decoded) over its own steps, not over the batch's
+union grid (where the reference's encoder also steps through the other sequences' time
+stamps). ``time_scale`` is one constant where the reference divides by each batch's latest
+time stamp.
 
 Outputs: a whole-sequence model (:class:`cfc_bench.models.whole.WholeSequenceModel`): the
 encoder reads the sequence backwards from its end, so the output at step k is the model's

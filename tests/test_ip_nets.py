@@ -35,6 +35,10 @@ def build(channels: int, **overrides: float) -> IPNets:
     return IPNets(cfg, SequenceIO(2 * channels, 2, values_with_mask=True)).double().eval()
 
 
+def observations(model: IPNets, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor):
+    return observation_set(x, dt, mask, model.io.values_with_mask)
+
+
 def one_sequence(times: list[float], rows: list[list[float | None]]):
     """x, dt, mask of one sequence; ``None`` marks an unobserved value."""
     values = torch.tensor([[v if v is not None else 0.0 for v in row] for row in rows], dtype=F64)
@@ -50,7 +54,7 @@ def test_a_single_observation_interpolates_to_its_value_with_a_gaussian_intensit
     reference's log-domain sums do not), and log λ = −log 2 · (t − ρ)²."""
     model = build(1, ref_points=5, time_span=48.0)
     smooth, transient, log_intensity = model.interpolants(
-        *one_sequence([0.0, 2.0], [[None], [0.7]])
+        *observations(model, *one_sequence([0.0, 2.0], [[None], [0.7]]))
     )
     rho = torch.linspace(0, 48, 5, dtype=F64)
     torch.testing.assert_close(smooth[0, :, 0], torch.full((5,), 0.7, dtype=F64))
@@ -63,7 +67,7 @@ def test_two_observations_of_one_channel_by_hand() -> None:
     model = build(2, ref_points=3, time_span=2.0)
     model.kernel.copy_(torch.tensor([0.3, -1.0], dtype=F64))
     x, dt, mask = one_sequence([0.0, 0.5, 1.5], [[1.0, None], [None, 4.0], [-2.0, None]])
-    smooth, transient, log_intensity = model.interpolants(x, dt, mask)
+    smooth, transient, log_intensity = model.interpolants(*observations(model, x, dt, mask))
     alpha = math.log1p(math.exp(0.3))
     for r, rho in enumerate((0.0, 1.0, 2.0)):
         for kappa, got in ((1.0, smooth), (10.0, transient)):
@@ -81,7 +85,7 @@ def test_cross_channel_layer_by_hand() -> None:
     model = build(2, ref_points=3, time_span=2.0, dropout=0.0)
     model.cross.copy_(torch.tensor([[1.0, 0.5], [-0.25, 2.0]], dtype=F64))
     x, dt, mask = one_sequence([0.0, 0.5, 1.5], [[1.0, 3.0], [None, 4.0], [-2.0, None]])
-    smooth, transient, log_intensity = model.interpolants(x, dt, mask)
+    smooth, transient, log_intensity = model.interpolants(*observations(model, x, dt, mask))
     lam = log_intensity.exp()[0].tolist()
     s, g = smooth[0].tolist(), transient[0].tolist()
     mu = [sum(s[r][d] for r in range(3)) / 3 for d in range(2)]
@@ -125,7 +129,7 @@ def test_reconstruction_term_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     # observations in (step, channel) order: (0,0) (0,1) (1,0) (1,1) (2,0); hold out (1,0)
     held = torch.tensor([[False, False, True, False, False]])
     monkeypatch.setattr(ip_nets, "hold_out", lambda obs, d, fraction: held)
-    got = model.reconstruction_loss(x, dt, mask)
+    got = model.reconstruction_loss(*observations(model, x, dt, mask), dt, mask)
     alpha = [math.log1p(math.exp(k)) for k in (0.3, -1.0)]
     kept = {0: [(0.0, 1.0), (1.5, -2.0)], 1: [(0.0, 3.0), (0.5, 4.0)]}
     sigma, lam = [], []

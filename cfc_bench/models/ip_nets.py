@@ -150,12 +150,9 @@ class IPNets(WholeSequenceModel):
         distance = (obs.time.unsqueeze(1) - query.unsqueeze(-1)) ** 2  # [B,R,N]
         return torch.where(use.unsqueeze(1), -alpha * distance, -torch.inf)
 
-    def interpolants(
-        self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
+    def interpolants(self, obs: ObservationSet, d: int) -> tuple[torch.Tensor, ...]:
         """``σ, γ, log λ`` at the reference times, each ``[B,R,D]``."""
-        obs, d = observation_set(x, dt, mask, self.io.values_with_mask)
-        logw = self.log_weights(obs, self.rho.to(x.dtype).unsqueeze(0), obs.valid)
+        logw = self.log_weights(obs, self.rho.to(obs.time.dtype).unsqueeze(0), obs.valid)
         log_intensity, smooth = channel_softmax(logw, obs.channel, obs.value, d)
         _, transient = channel_softmax(self.cfg.kappa * logw, obs.channel, obs.value, d)
         return smooth, transient, log_intensity
@@ -177,10 +174,9 @@ class IPNets(WholeSequenceModel):
         return (w * (smooth - mu)) @ self.cross + mu
 
     def reconstruction_loss(
-        self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
+        self, obs: ObservationSet, d: int, dt: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """The autoencoder term of the module docstring, one fresh hold-out."""
-        obs, d = observation_set(x, dt, mask, self.io.values_with_mask)
         held = hold_out(obs, d, self.cfg.hold_out)
         logw = self.log_weights(obs, observation_times(dt, mask), obs.valid & ~held)
         log_intensity, smooth = channel_softmax(logw, obs.channel, obs.value, d)
@@ -192,15 +188,15 @@ class IPNets(WholeSequenceModel):
         return (per_channel / count.clamp(min=1)).mean()
 
     def summary(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        smooth, transient, log_intensity = self.interpolants(x, dt, mask)
+        obs, d = observation_set(x, dt, mask, self.io.values_with_mask)
+        smooth, transient, log_intensity = self.interpolants(obs, d)
         chi = self.cross_channel(smooth, log_intensity)
         z = torch.cat([chi, torch.exp(log_intensity), transient - chi], dim=-1)
         keep = F.dropout(z.new_ones(z.shape[0], 1, z.shape[2]), self.cfg.dropout, self.training)
         _, h = self.gru(z * keep)
         weight = self.cfg.reconstruction_weight
-        self._aux = (
-            weight * self.reconstruction_loss(x, dt, mask) if self.training and weight else None
-        )
+        training_term = self.training and weight
+        self._aux = weight * self.reconstruction_loss(obs, d, dt, mask) if training_term else None
         return h[0]
 
     def auxiliary_loss(self) -> torch.Tensor | None:

@@ -4,12 +4,19 @@ listed by `cfc-bench tables`, and a failed job of a sweep does not stop the othe
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+import pytest
+import torch
 from runs import TINY, cli, offline_runs, read_json, table_row
 
+from cfc_bench.config import compose
+from cfc_bench.errors import TrainingError
+from cfc_bench.models.base import SequenceModel
 from cfc_bench.run.callbacks import finished, summarise
+from cfc_bench.run.job import train
 
 # Epoch 1 trains normally; then the learning rate is multiplied by 1e40 (to 1e37), and the
 # weights overflow within a few steps of epoch 2 (4 steps of 32 sequences per epoch).
@@ -24,6 +31,7 @@ def test_non_finite_loss_stops_run_with_epoch_and_step(tmp_path: Path) -> None:
     found = NON_FINITE.search(out.stderr)
     assert found, out.stderr[-3000:]
     assert "lower trainer.lr or set trainer.clip_norm" in out.stderr  # diverged while learning
+    assert "of 4, from the task loss: " in out.stderr  # the term that is not finite, named
     assert out.stderr.startswith("cfc-bench train: error: ") and "Traceback" not in out.stderr
     failed = read_json(run_dir / "failed.json")
     assert failed["reason"].startswith("TrainingError: non-finite training loss")
@@ -108,6 +116,30 @@ def test_non_finite_first_forward_pass_blames_the_inputs_not_the_learning_rate(
     assert out.returncode == 1
     assert re.search(r"non-finite training loss \((nan|inf)\) at epoch 1, step 1 of", out.stderr)
     assert "very first forward pass" in out.stderr and "lower trainer.lr" not in out.stderr
+
+
+def test_non_finite_auxiliary_loss_is_named_as_the_culprit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's own objective (a Latent ODE's ELBO, say) that overflows is told apart from
+    the task's loss and the L2 penalty, both finite here."""
+    monkeypatch.setattr(SequenceModel, "auxiliary_loss", lambda self: torch.tensor(math.inf))
+    cfg = compose(
+        [
+            "task=xor",
+            "task.train_samples=64",
+            "task.test_samples=64",
+            "trainer.batch_size=32",
+            "trainer.l2_kernel=1e-6",
+            "device=cpu",
+        ]
+    )
+    with pytest.raises(
+        TrainingError,
+        match=r"\(inf\) at epoch 1, step 1 of 2, from the "
+        r"model's auxiliary loss: the very first forward pass",
+    ):
+        train(cfg, tmp_path / "run", experiment=None, config_yaml="x: 1\n")
 
 
 def test_setting_out_of_range_in_a_sweep_fails_that_job_only(tmp_path: Path) -> None:

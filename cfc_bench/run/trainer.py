@@ -143,13 +143,15 @@ class Trainer:
         for i, batch in enumerate(batches(train, t.batch_size, order)):
             step_start = time.perf_counter()
             out = model(batch.x, batch.dt, batch.mask, self.task.per_step)
-            loss = self.task.loss(out, batch, self.class_weights)
+            terms = {"the task loss": self.task.loss(out, batch, self.class_weights)}
             auxiliary = model.auxiliary_loss()  # the model's own terms (SequenceModel)
             if auxiliary is not None:
-                loss = loss + auxiliary
+                terms["the model's auxiliary loss"] = auxiliary
             if t.l2_kernel:
-                loss = loss + l2_penalty(model, t.l2_kernel)
+                terms["the L2 kernel penalty"] = l2_penalty(model, t.l2_kernel)
+            loss = sum(terms.values())
             if not torch.isfinite(loss):
+                culprits = [name for name, term in terms.items() if not torch.isfinite(term)]
                 hint = (
                     "the very first forward pass, before any update: the model cannot take "
                     "these inputs (an ODE model given negative elapsed times, as PhysioNet's "
@@ -159,7 +161,8 @@ class Trainer:
                 )
                 raise TrainingError(
                     f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {i + 1} "
-                    f"of {n_batches}: {hint}",
+                    f"of {n_batches}, from {' and '.join(culprits) or 'the sum of its terms'}: "
+                    f"{hint}",
                     epoch,
                     i + 1,
                 )

@@ -456,18 +456,23 @@ def test_timing_sweep_gives_the_judged_speed_up(runs: Path, reported: Path, tmp_
     out = run_tables(runs, reported, tmp_path)
     lines = (out / "tables/xor.md").read_text().splitlines()
     assert "| CfC speed-up | CfC speed-up, timing sweep | paper speed-up |" in lines[2]
-    lstm, gru_d, ode_rnn, cfc = lines[4], lines[6], lines[7], lines[8]
+    lstm, gru_d, ode_rnn, ode_rnn_preset, cfc = lines[4], lines[6], lines[7], lines[8], lines[9]
     assert "| 81.00 ± 1.41 (n=2) |" in lstm  # the timing runs' scores are not among the seeds
     # A row without a full run still shows its preset's timing-sweep speed-up, and is judged;
     # each round is divided by its own CfC: (8/2 + 8/4) / 2, not 8 / mean(2, 4).
     assert gru_d.startswith("| gru_d | - | failed |") and "| - | 3.00x | 0.77x |" in gru_d
     assert "| 2.50x | 0.50x | 0.83x |" in lstm
     assert "| 10.00x | - | 5.48x |" in ode_rnn  # its row changed the learning rate
+    # ...so its preset's timing (8 s over CfC's 2 s) gets a row of its own, judged
+    assert ode_rnn_preset.startswith("| ode_rnn | - | not run as preset | 51.21 ± 0.37 |")
+    assert "| - | 4.00x | 5.48x |" in ode_rnn_preset
     assert "| 1.00x | 1.00x | 1.00x |" in cfc
     readme = (out / "README.md").read_text()
     assert "- CfC speed-up reproduces: over lstm 0.50x in the timing sweep (paper 0.83x)" in readme
     # the summary judges a timed preset whose row has no full run as well
     assert "- CfC speed-up does not reproduce: over gru_d 3.00x in the timing sweep" in readme
+    assert "; over ode_rnn 4.00x in the timing sweep (paper 5.48x)" in readme
+    assert "- Paper rows without a run: ct_gru; gru_d (failed); ode_rnn (only runs of" in readme
     csv = pd.read_csv(out / "tables/xor.csv").set_index("model")
     assert csv.loc["lstm", "paired_speedup"] == pytest.approx(0.5)
     assert csv.loc["lstm", "paired_machine_ratio"] == pytest.approx(1.1)

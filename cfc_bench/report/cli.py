@@ -15,7 +15,13 @@ import pandas as pd
 
 from cfc_bench.io import write_text
 from cfc_bench.report.columns import score_header
-from cfc_bench.report.compare import REPORTED_COLUMNS, load_reported, task_results
+from cfc_bench.report.compare import (
+    NOT_RUN,
+    NOT_RUN_AS_PRESET,
+    REPORTED_COLUMNS,
+    load_reported,
+    task_results,
+)
 from cfc_bench.report.gather import gather
 from cfc_bench.report.readme import readme
 from cfc_bench.report.render import failed_only, task_markdown, write_tables
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     results = task_results(gathered, reported)
     if args.ran_only:
         for result in results.values():
-            result.table = result.table[result.table["status"] != "not run"]
+            result.table = result.table[~result.table["status"].isin([NOT_RUN, NOT_RUN_AS_PRESET])]
     for path, reason in gathered.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     write_tables(results, args.out)

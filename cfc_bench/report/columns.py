@@ -3,9 +3,10 @@ numbers it stands for in the CSV. Markdown, LaTeX (the formatted cells) and CSV 
 in the shown units) are all driven by :func:`columns`.
 
 A column whose ``header`` is None is a CSV field only (a number no cell shows, such as the
-training-set size). Rows that did not run (``status`` "not run" or "failed") show their model,
-their status in the score column, the paper's number and speed-up, the timing sweep's
-speed-up where ``make retime`` timed their preset, and "-" elsewhere.
+training-set size). Rows that did not run (``status`` other than "ran": "not run", "failed",
+or "not run as preset" beside a model's runs of other settings) show their model, their status
+in the score column, the paper's number and speed-up, the timing sweep's speed-up where
+``make retime`` timed their preset, and "-" elsewhere.
 """
 
 from __future__ import annotations

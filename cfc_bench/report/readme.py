@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cfc_bench.report.columns import machine_drift, mean_std, ratio, speedup_text
-from cfc_bench.report.compare import TaskResult
+from cfc_bench.report.compare import FAILED, NOT_RUN_AS_PRESET, TaskResult
 from cfc_bench.report.gather import TIMING_FOLDER
 from cfc_bench.report.judge import (
     MACHINE_TOLERANCE,
@@ -32,6 +32,10 @@ def _not_judged_why(row: pd.Series) -> str:
     if not row["comparable"]:
         return row["budget"]
     return "no paper number" if math.isnan(row["paper_mean"]) else "no std to judge against"
+
+
+# "Paper rows without a run": why, where it is more than that
+_WHY_NOT_RUN = {FAILED: " (failed)", NOT_RUN_AS_PRESET: " (only runs of other settings)"}
 
 
 def _timed(r: pd.Series) -> bool:
@@ -100,7 +104,7 @@ def summary_lines(result: TaskResult) -> list[str]:
     listed(
         "Paper rows without a run",
         [r for _, r in table.iterrows() if r["status"] != "ran"],
-        lambda r: r["model"] + (" (failed)" if r["status"] == "failed" else ""),
+        lambda r: r["model"] + _WHY_NOT_RUN.get(r["status"], ""),
     )
     return lines
 
@@ -135,7 +139,8 @@ def how_to_read() -> str:
         "folder of runs, `make retime TASK=<task>`): the same ratio from every preset "
         "trained for a few epochs back to back, so that all models of the task are timed "
         "within minutes of each other; shown on one row per preset (the row as preset where "
-        "there is one); those runs' scores are not shown (a few epochs score nothing). "
+        "there is one; a row *not run as preset* where every run of the model changed a "
+        "setting); those runs' scores are not shown (a few epochs score nothing). "
         f"{rule(judged_speedup)}\n"
         "- *budget*: `as preset` or what differs from the preset: REDUCED (fewer epochs, "
         "`task.train_limit`, a smoke data subset) or CHANGED (any other setting).\n"
